@@ -1,0 +1,50 @@
+// msgstore/limits.h: every named limit in one place (units last).
+//
+// A limit that a stream can configure has its default and its hard maximum here; the hard
+// maximum bounds what any configuration may ask for.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace msgstore::limits {
+
+inline constexpr std::size_t stream_name_bytes_max = 255;
+inline constexpr std::size_t subject_bytes_max = 1024;
+inline constexpr std::size_t subject_tokens_max = 64;
+inline constexpr std::size_t stream_subject_patterns_max = 64;
+inline constexpr std::size_t key_bytes_max = 64 * 1024;
+inline constexpr std::size_t header_name_bytes_max = 256;
+inline constexpr std::size_t header_value_bytes_max = 64 * 1024;
+inline constexpr std::size_t headers_per_message_max = 256;
+inline constexpr std::uint32_t partitions_per_stream_max = 1024;
+inline constexpr std::size_t streams_max = 10000;
+
+// Message size counts subject, key, headers and payload as encoded.
+inline constexpr std::size_t message_bytes_default = 1024 * 1024;
+inline constexpr std::size_t message_bytes_max = 64 * 1024 * 1024;
+
+// One record batch on disk never exceeds this; a publish batch bigger than this is split.
+inline constexpr std::size_t batch_bytes_max = 128 * 1024 * 1024;
+inline constexpr std::size_t messages_per_publish_max = 1'000'000;
+
+inline constexpr std::uint64_t segment_bytes_default = 128ull * 1024 * 1024;
+inline constexpr std::uint64_t segment_bytes_min = 4 * 1024;
+inline constexpr std::uint64_t segment_bytes_max = 2ull * 1024 * 1024 * 1024;  // positions are u32, plus one batch
+inline constexpr std::int64_t segment_age_ms_default = 7ll * 24 * 3600 * 1000;
+
+// One sparse index entry per this many log bytes.
+inline constexpr std::uint32_t index_interval_bytes = 4096;
+
+inline constexpr std::uint32_t fsync_interval_ms_max = 3'600'000;
+
+// A subscription reads at most this much per step, so a slow handler holds a bounded buffer.
+inline constexpr std::size_t subscription_read_messages_max = 1024;
+inline constexpr std::size_t subscription_read_bytes_max = 4 * 1024 * 1024;
+inline constexpr std::size_t subscriptions_max = 4096;
+
+// Reads: one call returns at most this much.
+inline constexpr std::size_t read_messages_max = 100'000;
+inline constexpr std::size_t read_bytes_max = 64 * 1024 * 1024;
+
+}  // namespace msgstore::limits

@@ -1,0 +1,179 @@
+// msgstore/store.h: the embedded message store.
+//
+//   auto store = msgstore::Store::open("./data").value();
+//   store->create_stream({.name = "orders", .subjects = {"orders.>"}});
+//   auto position = store->publish({.subject = "orders.created", .payload = "..."});
+//
+// Ownership and lifetime: Store::open returns a unique_ptr; destroying the Store closes it
+// (stops subscriptions and background work, syncs, releases the directory lock).
+// Subscriptions must be destroyed or cancelled before their Store.
+//
+// Thread safety: every method may be called concurrently from any number of threads, except
+// close() and the destructor. Concurrent publishers to one partition share fdatasync calls
+// (group commit).
+//
+// Durability: publish returns once the stream's fsync policy is met (see stream.h). A batch
+// is validated whole before any of it is written; it is then appended atomically per
+// partition (all of a partition's share of the batch lands, or none of it).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "msgstore/message.h"
+#include "msgstore/status.h"
+#include "msgstore/stream.h"
+
+namespace msgstore {
+
+class FileSystem;  // the I/O seam (src/io); tests pass a fault-injecting one
+
+struct StoreOptions {
+  // Create the directory if it does not exist.
+  bool create_if_missing = true;
+  // The file system to use; nullptr = the real (POSIX) file system.
+  std::shared_ptr<FileSystem> file_system;
+  // Run background maintenance (retention, segment age roll, interval fsync). Tests that want
+  // to drive maintenance by hand set this false and call Store::run_maintenance.
+  bool background_maintenance = true;
+  std::chrono::milliseconds maintenance_period{1000};
+};
+
+// Where a read or a subscription starts.
+struct StartPosition {
+  enum class Kind : std::uint8_t { beginning, end, offset, time };
+  Kind kind = Kind::beginning;
+  Offset offset = 0;           // for Kind::offset
+  TimestampMs time_ms = 0;     // for Kind::time: the first message with timestamp >= time_ms
+
+  static StartPosition from_beginning() { return {Kind::beginning, 0, 0}; }
+  static StartPosition new_only() { return {Kind::end, 0, 0}; }
+  static StartPosition from_offset(Offset offset) { return {Kind::offset, offset, 0}; }
+  static StartPosition from_time(TimestampMs time_ms) { return {Kind::time, 0, time_ms}; }
+};
+
+struct ReadOptions {
+  std::size_t max_messages = 1000;
+  std::size_t max_bytes = 4 * 1024 * 1024;  // payload + metadata; at least one message is returned
+};
+
+struct ReadResult {
+  std::vector<Message> messages;
+  Offset next_offset = 0;     // where the next read continues
+  Offset log_start_offset = 0;
+  Offset high_watermark = 0;  // one past the newest readable message
+};
+
+// What a MessageView callback returns: keep going or stop the scan.
+enum class ScanControl : bool { stop = false, proceed = true };
+
+// A delivered message with its origin, for subscription handlers.
+struct Delivery {
+  std::string_view stream;
+  std::uint32_t partition = 0;
+  const MessageView& message;
+};
+
+struct SubscribeOptions {
+  std::string subject_pattern = ">";  // which subjects to deliver ("orders.*", "orders.>")
+  std::string stream;                 // restrict to one stream; empty = every capturing stream
+  StartPosition start = StartPosition::new_only();
+  // Bounded buffering: the subscription reads from the log at most this many messages per
+  // step. A slow handler makes its own subscription lag; publishers never wait for it.
+  std::size_t batch_messages_max = 256;
+};
+
+// A live subscription. Its handler runs on the subscription's own thread, one call at a time,
+// in offset order per partition. Replay of history and live delivery are the same loop over
+// the log, so there are no gaps or duplicates between them.
+class Subscription {
+ public:
+  virtual ~Subscription() = default;
+  // Stops delivery and joins the delivery thread. Must not be called from the handler.
+  virtual void cancel() = 0;
+  // Messages delivered so far.
+  virtual std::uint64_t delivered() const = 0;
+  // Messages that retention removed before the subscription reached them.
+  virtual std::uint64_t skipped() const = 0;
+  // The error that stopped the subscription, if any (ok while it is running).
+  virtual Status status() const = 0;
+  // Blocks until delivered() >= count or the timeout passes; true if reached.
+  virtual bool wait_for_delivered(std::uint64_t count, std::chrono::milliseconds timeout) const = 0;
+};
+
+using SubscriptionHandler = std::function<void(const Delivery&)>;
+
+struct VerifyReport {
+  std::uint64_t segments_checked = 0;
+  std::uint64_t batches_checked = 0;
+  std::uint64_t messages_checked = 0;
+  std::uint64_t bytes_checked = 0;
+  std::uint64_t index_entries_checked = 0;
+  std::vector<std::string> problems;  // one line each: stream, partition, file, offsets, what
+  bool clean() const { return problems.empty(); }
+};
+
+class StoreImpl;
+
+class Store {
+ public:
+  // Opens (and recovers) the store in `directory`. Fails with store_locked if another Store,
+  // in this process or another, has it open.
+  static Result<std::unique_ptr<Store>> open(const std::filesystem::path& directory,
+                                             StoreOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Streams.
+  Status create_stream(const StreamConfig& config);
+  // Changes retention, fsync policy and limits; partitions can only grow; subjects may change.
+  Status update_stream(const StreamConfig& config);
+  std::vector<StreamConfig> list_streams() const;
+  Result<StreamInfo> describe_stream(std::string_view name) const;
+  Status delete_stream(std::string_view name);
+
+  // Publishing: routed by subject; returns one Position per (message, capturing stream).
+  Result<std::vector<Position>> publish(const OutgoingMessage& message);
+  Result<std::vector<Position>> publish_batch(std::span<const OutgoingMessage> messages);
+
+  // Reading one partition.
+  Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from,
+                          ReadOptions options = {}) const;
+  // Zero-copy sequential scan from `from` until the callback says stop, `max_messages` have
+  // been seen, or the readable end is reached. Returns the next offset to scan from.
+  Result<Offset> scan(std::string_view stream, std::uint32_t partition, Offset from,
+                      std::size_t max_messages,
+                      const std::function<ScanControl(const MessageView&)>& callback) const;
+  // The offset a start position means for one partition (time: first message at or after).
+  Result<Offset> resolve_start(std::string_view stream, std::uint32_t partition,
+                               const StartPosition& start) const;
+
+  // Live delivery: replays from options.start, then continues with new messages.
+  Result<std::unique_ptr<Subscription>> subscribe(SubscribeOptions options,
+                                                  SubscriptionHandler handler);
+
+  // Checks every checksum and index of every stream (or of one stream).
+  Result<VerifyReport> verify(std::string_view stream = {}) const;
+
+  // Retention, age-based segment rolls and interval syncs; the background thread calls this.
+  Status run_maintenance();
+
+  // Syncs everything and releases the directory. Further calls fail with `closed`.
+  Status close();
+
+  const std::filesystem::path& directory() const;
+
+ private:
+  explicit Store(std::shared_ptr<StoreImpl> impl);
+  std::shared_ptr<StoreImpl> impl_;  // shared with running subscriptions
+};
+
+}  // namespace msgstore

@@ -1,0 +1,782 @@
+#include "log/partition_log.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "base/assert.h"
+#include "base/coding.h"
+#include "io/metadata_file.h"
+#include "log/format.h"
+
+namespace msgstore::log {
+namespace {
+
+constexpr const char* checkpoint_file_name = "partition.meta";
+constexpr const char* checkpoint_kind = "partition";
+constexpr std::uint32_t checkpoint_version = 1;
+// The maintenance pass writes a fresh checkpoint once this much was appended since the last,
+// which bounds the tail that recovery scans.
+constexpr std::uint64_t checkpoint_distance_bytes = 16ull * 1024 * 1024;
+
+struct ResyncPoint {
+  std::uint64_t position = 0;
+  BatchHeader header;
+};
+
+// Looks for the next fully valid batch at or after `from` whose base offset is at least
+// `minimum_offset`, byte by byte. Used only to tell a torn tail (nothing valid follows) from
+// corruption (valid data follows the damage).
+std::optional<ResyncPoint> find_next_valid_batch(const File& file, std::uint64_t from, std::uint64_t end,
+                                                 Offset minimum_offset) {
+  constexpr std::size_t window_bytes = 1 << 20;
+  std::vector<char> window;
+  std::uint64_t window_start = from;
+  while (window_start + 4 <= end) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(window_bytes, end - window_start));
+    window.resize(want);
+    auto got = file.read_at(window_start, window.data(), want);
+    if (!got || *got < 4) return std::nullopt;
+    char magic[4];
+    base::store_u32(magic, format::batch_magic);
+    for (std::size_t at = 0; at + 4 <= *got; ++at) {
+      if (std::memcmp(window.data() + at, magic, 4) != 0) continue;
+      const std::uint64_t candidate = window_start + at;
+      BatchScanner scanner(file, candidate, end);
+      if (scanner.next(/*verify_body=*/true) == BatchScanner::Step::batch && scanner.header().base_offset >= minimum_offset) {
+        return ResyncPoint{candidate, scanner.header()};
+      }
+    }
+    if (*got < want) break;
+    window_start += want - 3;  // overlap so a magic across the window edge is seen
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TimestampMs system_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+PartitionLog::PartitionLog(FileSystem& file_system, std::filesystem::path directory, std::string label,
+                           LogOptions options, Clock clock)
+    : file_system_(file_system),
+      directory_(std::move(directory)),
+      label_(std::move(label)),
+      clock_(clock ? std::move(clock) : Clock(system_clock_ms)),
+      options_(options) {}
+
+PartitionLog::~PartitionLog() { (void)close(); }
+
+Result<std::unique_ptr<PartitionLog>> PartitionLog::open(FileSystem& file_system, std::filesystem::path directory,
+                                                         std::string label, LogOptions options, Clock clock,
+                                                         RecoveryReport* report) {
+  std::unique_ptr<PartitionLog> log(new PartitionLog(file_system, std::move(directory), std::move(label), options, std::move(clock)));
+  RecoveryReport local;
+  Status recovered = log->recover(report ? *report : local);
+  if (!recovered.is_ok()) {
+    log->closed_ = true;
+    return Status(recovered.code(), log->label_ + ": " + recovered.message());
+  }
+  return log;
+}
+
+void PartitionLog::set_options(const LogOptions& options) {
+  std::lock_guard lock(options_mutex_);
+  options_ = options;
+}
+
+void PartitionLog::set_data_listener(std::function<void()> listener) {
+  std::lock_guard lock(listener_mutex_);
+  data_listener_ = std::move(listener);
+}
+
+Status PartitionLog::write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset) {
+  std::lock_guard lock(meta_mutex_);
+  io::MetadataFields fields;
+  fields["log_start_offset"] = std::to_string(log_start_offset_.load());
+  fields["recovery_segment"] = std::to_string(segment_base);
+  fields["recovery_position"] = std::to_string(position);
+  fields["recovery_next_offset"] = std::to_string(next_offset);
+  MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(file_system_, directory_ / checkpoint_file_name, checkpoint_kind,
+                                                   checkpoint_version, fields));
+  checkpoint_segment_ = segment_base;
+  checkpoint_position_ = position;
+  checkpoint_next_offset_ = next_offset;
+  return Status::ok();
+}
+
+Status PartitionLog::recover(RecoveryReport& report) {
+  MSGSTORE_RETURN_IF_ERROR(file_system_.create_directories(directory_));
+  auto names = file_system_.list_directory(directory_);
+  if (!names) return names.status();
+  std::vector<Offset> bases;
+  for (const std::string& name : *names) {
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      MSGSTORE_RETURN_IF_ERROR(file_system_.remove(directory_ / name));  // an unfinished metadata write
+      continue;
+    }
+    if (auto base = parse_segment_log_name(name)) bases.push_back(*base);
+  }
+  std::sort(bases.begin(), bases.end());
+
+  // The checkpoint: where durable, checked data ends, and where the log starts.
+  Offset log_start = bases.empty() ? 0 : bases.front();
+  Offset recovery_segment = log_start;
+  std::uint64_t recovery_position = format::segment_header_bytes;
+  Offset recovery_next_offset = log_start;
+  const auto checkpoint_path = directory_ / checkpoint_file_name;
+  if (file_system_.exists(checkpoint_path)) {
+    auto fields = io::read_metadata_file(file_system_, checkpoint_path, checkpoint_kind, checkpoint_version);
+    if (!fields) return fields.status();
+    auto start = io::metadata_u64(*fields, "log_start_offset");
+    auto segment = io::metadata_u64(*fields, "recovery_segment");
+    auto position = io::metadata_u64(*fields, "recovery_position");
+    auto next = io::metadata_u64(*fields, "recovery_next_offset");
+    if (!start || !segment || !position || !next) {
+      return Status(ErrorCode::corruption, checkpoint_path.string() + " is missing a field");
+    }
+    log_start = *start;
+    recovery_segment = *segment;
+    recovery_position = *position;
+    recovery_next_offset = *next;
+  }
+
+  // Finish a retention step a crash interrupted: segments wholly below the log start go.
+  while (bases.size() > 1 && bases[1] <= log_start) {
+    for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
+      MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, bases.front(), kind)));
+    }
+    bases.erase(bases.begin());
+  }
+  // A checkpoint naming a segment that is gone (its files were lost) cannot be trusted.
+  if (!bases.empty() && std::find(bases.begin(), bases.end(), recovery_segment) == bases.end()) {
+    if (recovery_segment > bases.back()) {
+      return Status(ErrorCode::corruption, "checkpoint names segment " + std::to_string(recovery_segment) +
+                                               " but the newest segment file is " + std::to_string(bases.back()));
+    }
+    recovery_segment = bases.front();
+    recovery_position = format::segment_header_bytes;
+    recovery_next_offset = bases.front();
+  }
+  log_start_offset_ = log_start;
+
+  std::vector<std::shared_ptr<Segment>> opened;
+  Offset expected = bases.empty() ? log_start : bases.front();
+  bool need_new_segment = bases.empty();
+  bool removed_files = false;
+  for (std::size_t index = 0; index < bases.size(); ++index) {
+    const Offset base = bases[index];
+    auto segment = Segment::open(file_system_, directory_, base);
+    if (!segment) {
+      if (base < recovery_segment) return segment.status();  // a sealed segment: never drop silently
+      // A tail segment whose header never became durable holds nothing that was acked.
+      for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
+        MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, base, kind)));
+      }
+      removed_files = true;
+      continue;
+    }
+    std::shared_ptr<Segment> current = std::move(*segment);
+    ++report.segments;
+
+    if (base < recovery_segment) {
+      // Sealed before the checkpoint: trusted, opened cheaply; checksums are verified on read.
+      const Offset next_base = index + 1 < bases.size() ? bases[index + 1] : recovery_segment;
+      if (!current->load_seal_summary(next_base).is_ok()) {
+        ++report.indexes_rebuilt;
+        report.bytes_scanned += current->readable_bytes();
+        MSGSTORE_RETURN_IF_ERROR(current->ensure_indexes());
+        if (current->next_offset() != next_base) {
+          report.corruption.push_back(label_ + ": sealed segment " + std::to_string(base) + " ends before offset " +
+                                      std::to_string(next_base));
+        }
+      }
+      expected = next_base;
+      opened.push_back(std::move(current));
+      continue;
+    }
+
+    // The tail: scan from the recovery point (or the start of segments created after it).
+    std::uint64_t scan_position = format::segment_header_bytes;
+    Offset scan_offset = base;
+    if (base == recovery_segment && current->load_indexes(recovery_position).is_ok()) {
+      auto entries = current->offset_index_snapshot();
+      if (!entries.empty()) {
+        scan_position = entries.back().position;
+        scan_offset = base + entries.back().relative_offset;
+      }
+    } else {
+      if (base == recovery_segment) ++report.indexes_rebuilt;
+      current->reset_indexes();
+    }
+    if (base > expected && expected != bases.front()) {
+      // Offsets jumped between segments: a hole we cannot explain is reported, not hidden.
+      report.corruption.push_back(label_ + ": offsets " + std::to_string(expected) + ".." + std::to_string(base) +
+                                  " missing between segments");
+    }
+    while (true) {
+      std::uint64_t stop = 0;
+      Status error;
+      const BatchScanner::Step step = current->scan_from(scan_position, scan_offset, stop, error);
+      report.bytes_scanned += stop - scan_position;
+      if (step == BatchScanner::Step::io_error) return error;
+      auto file_size = current->log_file().size();
+      if (!file_size) return file_size.status();
+      if (stop >= *file_size) break;  // clean end
+      // Something other than a batch at `stop`: torn write or corruption?
+      std::optional<ResyncPoint> resume = find_next_valid_batch(current->log_file(), stop + 1, *file_size, current->next_offset());
+      const bool below_recovery_point = base < recovery_segment || (base == recovery_segment && stop < recovery_position);
+      bool later_segment_has_data = false;
+      if (!resume && !below_recovery_point) {
+        for (std::size_t later = index + 1; later < bases.size() && !later_segment_has_data; ++later) {
+          auto other = Segment::open(file_system_, directory_, bases[later]);
+          if (!other) continue;
+          auto other_size = (*other)->log_file().size();
+          BatchScanner probe((*other)->log_file(), format::segment_header_bytes, other_size ? *other_size : 0);
+          later_segment_has_data = probe.next(true) == BatchScanner::Step::batch;
+        }
+      }
+      if (resume || below_recovery_point || later_segment_has_data) {
+        const std::uint64_t damage_end = resume ? resume->position : *file_size;
+        const Offset offset_end = resume ? resume->header.base_offset : std::max(current->next_offset(), recovery_next_offset);
+        current->add_damaged_range({stop, damage_end, current->next_offset(), offset_end});
+        report.corruption.push_back(label_ + ": damaged bytes " + std::to_string(stop) + ".." + std::to_string(damage_end) +
+                                    " in segment " + std::to_string(base) + " (offsets " +
+                                    std::to_string(current->next_offset()) + ".." + std::to_string(offset_end) +
+                                    "), kept and not served");
+        if (!resume) {
+          need_new_segment = true;  // never append behind damage we could not cut
+          if (offset_end > current->next_offset()) expected = offset_end;
+          break;
+        }
+        scan_position = resume->position;
+        scan_offset = resume->header.base_offset;
+        continue;
+      }
+      // A torn tail: nothing valid after it. Cut it off.
+      report.torn_bytes_truncated += *file_size - stop;
+      MSGSTORE_RETURN_IF_ERROR(current->truncate_to(stop));
+      break;
+    }
+    expected = std::max(expected, current->next_offset());
+    opened.push_back(std::move(current));
+  }
+  if (removed_files) MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
+
+  for (auto& segment : opened) segments_.emplace(segment->base_offset(), segment);
+
+  if (opened.empty() || need_new_segment) {
+    Offset base = opened.empty() ? std::max(log_start, expected) : std::max(expected, opened.back()->next_offset());
+    auto segment = Segment::create(file_system_, directory_, base, clock_());
+    if (!segment) return segment.status();
+    MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
+    segments_.emplace(base, *segment);
+    opened.push_back(*segment);
+  }
+  active_ = opened.back();
+  if (!active_->indexes_loaded()) MSGSTORE_RETURN_IF_ERROR(active_->ensure_indexes());
+  // The tail's indexes were re-derived in memory: rewrite them so appends extend them.
+  MSGSTORE_RETURN_IF_ERROR(active_->write_index_files());
+  next_offset_ = active_->next_offset();
+  if (next_offset_ < log_start) next_offset_ = log_start;
+  MSGSTORE_RETURN_IF_ERROR(active_->sync_data());
+  durable_offset_ = next_offset_;
+  unsynced_from_ = next_offset_;
+  high_watermark_ = next_offset_;
+  // Everything up to here is checked and synced: the next recovery starts from here, which
+  // makes a second recovery a no-op.
+  MSGSTORE_RETURN_IF_ERROR(write_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_));
+  last_sync_ms_ = clock_();
+  return Status::ok();
+}
+
+Status PartitionLog::fail(Status status) {
+  // Fail-stop: after a write or sync error the state of the file is unknown (Linux may have
+  // dropped dirty pages), so nothing more is written or acknowledged until a restart recovers.
+  if (!failed_.exchange(true)) failure_ = status;
+  return Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover): " + status.message());
+}
+
+Status PartitionLog::roll_locked(TimestampMs now) {
+  std::shared_ptr<Segment> old = active_;
+  MSGSTORE_RETURN_IF_ERROR(old->seal());
+  auto segment = Segment::create(file_system_, directory_, next_offset_, now);
+  if (!segment) return segment.status();
+  MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
+  {
+    std::unique_lock lock(segments_mutex_);
+    segments_.emplace(next_offset_, *segment);
+  }
+  active_ = *segment;
+  {
+    std::lock_guard lock(sync_mutex_);
+    durable_offset_ = std::max(durable_offset_, next_offset_);
+  }
+  last_sync_ms_ = now;
+  unsynced_from_ = next_offset_;
+  publish_high_watermark(next_offset_);
+  return write_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_);
+}
+
+void PartitionLog::publish_high_watermark(Offset offset) {
+  Offset current = high_watermark_.load(std::memory_order_relaxed);
+  while (offset > current && !high_watermark_.compare_exchange_weak(current, offset, std::memory_order_acq_rel)) {
+  }
+  if (offset > current) {
+    std::function<void()> listener;
+    {
+      std::lock_guard lock(listener_mutex_);
+      listener = data_listener_;
+    }
+    if (listener) listener();
+  }
+}
+
+Result<Offset> PartitionLog::append(BatchBuilder& builder) {
+  MS_ASSERT(builder.record_count() > 0);
+  builder.checksum_records();  // the costly part, outside the lock
+  LogOptions options;
+  {
+    std::lock_guard lock(options_mutex_);
+    options = options_;
+  }
+  Offset base;
+  Offset end;
+  {
+    std::lock_guard lock(append_mutex_);
+    if (closed_) return Status(ErrorCode::closed, label_ + ": log is closed");
+    if (failed_) return Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover): " + failure_.message());
+    const TimestampMs now = clock_();
+    const bool too_big = !active_->empty() && active_->readable_bytes() + builder.bytes() > options.segment_bytes;
+    const bool too_old = !active_->empty() && options.segment_age_ms > 0 && now - active_->created_ms() >= options.segment_age_ms;
+    if (too_big || too_old) {
+      Status rolled = roll_locked(now);
+      if (!rolled.is_ok()) return fail(rolled);
+    }
+    base = next_offset_;
+    std::string_view batch = builder.finish(base);
+    BatchHeader header;
+    MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
+    Status written = active_->append(batch, header);
+    if (!written.is_ok()) {
+      if (written.code() == ErrorCode::no_space) {
+        // Nothing of the batch remains; writing resumes when space returns.
+        return Status(ErrorCode::no_space, label_ + ": disk full, message not stored: " + written.message());
+      }
+      return fail(written);
+    }
+    next_offset_ = header.next_offset();
+    end = next_offset_;
+  }
+  if (options.fsync == FsyncPolicy::always) {
+    MSGSTORE_RETURN_IF_ERROR(wait_durable(end));
+  } else {
+    publish_high_watermark(end);
+  }
+  return base;
+}
+
+Status PartitionLog::wait_durable(Offset target) {
+  std::unique_lock lock(sync_mutex_);
+  while (durable_offset_ < target) {
+    if (!sync_failure_.is_ok()) return Status(ErrorCode::log_failed, label_ + ": " + sync_failure_.message());
+    if (sync_in_progress_) {
+      sync_finished_.wait(lock);
+      continue;
+    }
+    // Become the syncer for everyone written so far.
+    sync_in_progress_ = true;
+    lock.unlock();
+    std::shared_ptr<Segment> segment;
+    Offset goal;
+    {
+      std::lock_guard append_lock(append_mutex_);
+      segment = active_;
+      goal = next_offset_;
+    }
+    Status synced = segment->sync_data();
+    lock.lock();
+    sync_in_progress_ = false;
+    if (!synced.is_ok()) {
+      sync_failure_ = synced;
+      lock.unlock();
+      {
+        std::lock_guard append_lock(append_mutex_);
+        (void)fail(synced);
+      }
+      sync_finished_.notify_all();
+      return Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + synced.message());
+    }
+    durable_offset_ = std::max(durable_offset_, goal);
+    last_sync_ms_ = clock_();
+    const Offset durable = durable_offset_;
+    lock.unlock();
+    sync_finished_.notify_all();
+    publish_high_watermark(durable);
+    lock.lock();
+  }
+  return Status::ok();
+}
+
+Status PartitionLog::sync() {
+  Offset goal;
+  std::shared_ptr<Segment> segment;
+  {
+    std::lock_guard lock(append_mutex_);
+    if (failed_) return Status(ErrorCode::log_failed, label_ + ": " + failure_.message());
+    goal = next_offset_;
+    segment = active_;
+  }
+  Status synced = segment->sync_data();
+  if (!synced.is_ok()) {
+    std::lock_guard lock(append_mutex_);
+    return fail(synced);
+  }
+  {
+    std::lock_guard lock(sync_mutex_);
+    durable_offset_ = std::max(durable_offset_, goal);
+  }
+  last_sync_ms_ = clock_();
+  publish_high_watermark(goal);
+  return Status::ok();
+}
+
+std::vector<std::shared_ptr<Segment>> PartitionLog::segments_from(Offset offset) const {
+  std::shared_lock lock(segments_mutex_);
+  std::vector<std::shared_ptr<Segment>> result;
+  auto it = segments_.upper_bound(offset);
+  if (it != segments_.begin()) --it;
+  for (; it != segments_.end(); ++it) result.push_back(it->second);
+  return result;
+}
+
+Status PartitionLog::damaged_error(const Segment& segment, std::uint64_t position) const {
+  for (const DamagedRange& range : segment.damaged_ranges()) {
+    if (position >= range.position_begin && position < range.position_end) {
+      return Status(ErrorCode::corruption, label_ + ": offsets " + std::to_string(range.offset_begin) + " to " +
+                                               std::to_string(range.offset_end) +
+                                               " are damaged and not served; read on from offset " +
+                                               std::to_string(range.offset_end));
+    }
+  }
+  return Status(ErrorCode::corruption, label_ + ": checksum mismatch in segment " +
+                                           segment_file_path(segment.directory(), segment.base_offset(), SegmentFileKind::log).filename().string() +
+                                           " at byte " + std::to_string(position) + "; the damaged batch is not served");
+}
+
+Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
+                                  const std::function<bool(const MessageView&)>& visit) const {
+  const Offset high_watermark = high_watermark_.load(std::memory_order_acquire);
+  const Offset log_start = log_start_offset_.load(std::memory_order_acquire);
+  if (from < log_start || from > high_watermark) {
+    return Status(ErrorCode::offset_out_of_range, label_ + ": offset " + std::to_string(from) + " is outside the log (" +
+                                                      std::to_string(log_start) + " to " + std::to_string(high_watermark) + ")");
+  }
+  Offset next = from;
+  std::size_t messages = 0;
+  std::size_t bytes = 0;
+  bool stop = false;
+  RecordDecoder decoder;
+  for (const std::shared_ptr<Segment>& segment : segments_from(from)) {
+    if (stop || next >= high_watermark || messages >= max_messages) break;
+    if (segment->next_offset() <= next && segment->base_offset() < next) continue;
+    MSGSTORE_RETURN_IF_ERROR(segment->ensure_indexes());
+    // Damage ranges recovery found: skip batches wholly before the request, refuse the rest.
+    BatchScanner scanner(segment->log_file(), segment->position_for_offset(next), segment->readable_bytes());
+    while (!stop && messages < max_messages) {
+      const BatchScanner::Step step = scanner.next(/*verify_body=*/false);
+      if (step == BatchScanner::Step::end_of_log) break;
+      if (step == BatchScanner::Step::io_error) return scanner.error();
+      const BatchHeader& header = scanner.header();
+      if (step == BatchScanner::Step::batch && header.next_offset() <= next) continue;  // before the request
+      if (step == BatchScanner::Step::batch && header.base_offset >= high_watermark) {
+        stop = true;
+        break;
+      }
+      // Every batch whose records are returned has its checksum verified.
+      if (step == BatchScanner::Step::damaged || !check_batch_body(scanner.batch(), header)) {
+        if (messages > 0) return next;  // hand over what is good; the next read reports the damage
+        return damaged_error(*segment, scanner.position());
+      }
+      Status decoded = decoder.decode(scanner.batch(), header, [&](const MessageView& message) {
+        if (message.offset < next) return true;
+        if (message.offset >= high_watermark || messages >= max_messages || (messages > 0 && bytes >= max_bytes)) {
+          stop = true;
+          return false;
+        }
+        bytes += message.payload.size() + message.subject.size() + 32;
+        ++messages;
+        next = message.offset + 1;
+        if (!visit(message)) {
+          stop = true;
+          return false;
+        }
+        return true;
+      });
+      if (!decoded.is_ok()) {
+        if (messages > 0) return next;
+        return Status(ErrorCode::corruption, label_ + ": " + decoded.message());
+      }
+      if (!stop) next = std::max(next, header.next_offset());
+    }
+  }
+  return std::min(next, high_watermark);
+}
+
+Result<Offset> PartitionLog::offset_for_time(TimestampMs time_ms) const {
+  const Offset high_watermark = high_watermark_.load(std::memory_order_acquire);
+  const Offset log_start = log_start_offset_.load(std::memory_order_acquire);
+  RecordDecoder decoder;
+  for (const std::shared_ptr<Segment>& segment : segments_from(log_start)) {
+    if (segment->base_offset() >= high_watermark) break;
+    if (segment->empty() || segment->max_timestamp_ms() < time_ms) continue;
+    MSGSTORE_RETURN_IF_ERROR(segment->ensure_indexes());
+    BatchScanner scanner(segment->log_file(), segment->position_for_time(time_ms), segment->readable_bytes());
+    std::optional<Offset> found;
+    while (!found) {
+      const BatchScanner::Step step = scanner.next(/*verify_body=*/true);
+      if (step == BatchScanner::Step::end_of_log) break;
+      if (step == BatchScanner::Step::io_error) return scanner.error();
+      if (step == BatchScanner::Step::damaged) return damaged_error(*segment, scanner.position());
+      const BatchHeader& header = scanner.header();
+      if (header.base_offset >= high_watermark) break;
+      if (header.max_timestamp_ms < time_ms || header.next_offset() <= log_start) continue;
+      MSGSTORE_RETURN_IF_ERROR(decoder.decode(scanner.batch(), header, [&](const MessageView& message) {
+        if (message.offset >= high_watermark) return false;
+        if (message.offset >= log_start && message.timestamp_ms >= time_ms) {
+          found = message.offset;
+          return false;
+        }
+        return true;
+      }));
+    }
+    if (found) return *found;
+  }
+  return high_watermark;
+}
+
+PartitionInfo PartitionLog::info(std::uint32_t partition) const {
+  PartitionInfo info;
+  info.partition = partition;
+  info.first_offset = log_start_offset();
+  info.next_offset = high_watermark();
+  info.messages = info.next_offset - info.first_offset;
+  std::shared_lock lock(segments_mutex_);
+  info.segments = static_cast<std::uint32_t>(segments_.size());
+  TimestampMs last = no_timestamp;
+  for (const auto& [base, segment] : segments_) {
+    info.bytes += segment->readable_bytes();
+    if (info.first_timestamp_ms == 0 && !segment->empty() && segment->first_timestamp_ms() != no_timestamp) {
+      info.first_timestamp_ms = segment->first_timestamp_ms();
+    }
+    last = std::max(last, segment->max_timestamp_ms());
+    for (const DamagedRange& range : segment->damaged_ranges()) {
+      info.damage.push_back("offsets " + std::to_string(range.offset_begin) + " to " + std::to_string(range.offset_end) +
+                            " (segment " + std::to_string(base) + ", bytes " + std::to_string(range.position_begin) +
+                            " to " + std::to_string(range.position_end) + ")");
+    }
+  }
+  info.last_timestamp_ms = last == no_timestamp ? 0 : last;
+  return info;
+}
+
+Status PartitionLog::apply_retention(TimestampMs now) {
+  LogOptions options;
+  {
+    std::lock_guard lock(options_mutex_);
+    options = options_;
+  }
+  if (options.max_age_ms <= 0 && options.max_bytes == 0 && options.max_messages == 0) return Status::ok();
+  std::vector<std::shared_ptr<Segment>> doomed;
+  Offset new_start = log_start_offset();
+  {
+    std::shared_lock lock(segments_mutex_);
+    std::uint64_t total_bytes = 0;
+    for (const auto& [base, segment] : segments_) total_bytes += segment->readable_bytes();
+    const Offset high_watermark = high_watermark_.load();
+    std::uint64_t total_messages = high_watermark - log_start_offset();
+    for (auto it = segments_.begin(); it != segments_.end(); ++it) {
+      auto following = std::next(it);
+      if (following == segments_.end()) break;  // the active segment is never deleted here
+      const Segment& segment = *it->second;
+      const std::uint64_t segment_messages = following->first - std::max(it->first, log_start_offset());
+      const bool expired = options.max_age_ms > 0 && !segment.empty() && segment.max_timestamp_ms() < now - options.max_age_ms;
+      // Size and count limits keep at least the limit: a segment goes only if what remains
+      // after it still meets the limit.
+      const bool over_bytes = options.max_bytes > 0 && total_bytes - segment.readable_bytes() >= options.max_bytes;
+      const bool over_messages = options.max_messages > 0 && total_messages - segment_messages >= options.max_messages;
+      if (!(expired || over_bytes || over_messages)) break;
+      if (following->first > high_watermark) break;  // never delete what readers cannot see yet
+      doomed.push_back(it->second);
+      total_bytes -= segment.readable_bytes();
+      total_messages -= segment_messages;
+      new_start = following->first;
+    }
+  }
+  if (doomed.empty()) return Status::ok();
+  // Persist the new log start first: a crash after this point finishes the deletion on open.
+  log_start_offset_ = new_start;
+  {
+    Offset segment;
+    std::uint64_t position;
+    Offset next;
+    {
+      std::lock_guard lock(meta_mutex_);
+      segment = checkpoint_segment_;
+      position = checkpoint_position_;
+      next = checkpoint_next_offset_;
+    }
+    MSGSTORE_RETURN_IF_ERROR(write_checkpoint(segment, position, next));
+  }
+  {
+    std::unique_lock lock(segments_mutex_);
+    for (const auto& segment : doomed) segments_.erase(segment->base_offset());
+  }
+  for (const auto& segment : doomed) {
+    for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
+      MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, segment->base_offset(), kind)));
+    }
+  }
+  return file_system_.sync_directory(directory_);
+}
+
+Status PartitionLog::maintain() {
+  if (failed_) return Status::ok();
+  LogOptions options;
+  {
+    std::lock_guard lock(options_mutex_);
+    options = options_;
+  }
+  const TimestampMs now = clock_();
+  {
+    std::lock_guard lock(append_mutex_);
+    if (closed_ || failed_) return Status::ok();
+    const bool too_old = !active_->empty() && options.segment_age_ms > 0 && now - active_->created_ms() >= options.segment_age_ms;
+    const bool all_expired = !active_->empty() && options.max_age_ms > 0 && active_->max_timestamp_ms() < now - options.max_age_ms;
+    if (too_old || all_expired) {
+      Status rolled = roll_locked(now);
+      if (!rolled.is_ok()) return fail(rolled);
+    }
+  }
+  if (options.fsync == FsyncPolicy::interval && now - last_sync_ms_.load() >= static_cast<TimestampMs>(options.fsync_interval_ms)) {
+    Offset target;
+    {
+      std::lock_guard lock(append_mutex_);
+      target = next_offset_;
+    }
+    if (unsynced_from_.load() < target) {
+      MSGSTORE_RETURN_IF_ERROR(sync());
+      unsynced_from_ = target;
+    }
+  }
+  MSGSTORE_RETURN_IF_ERROR(apply_retention(now));
+  // Move the checkpoint forward once enough has been appended, bounding the next recovery.
+  std::shared_ptr<Segment> segment;
+  Offset next;
+  std::uint64_t position;
+  {
+    std::lock_guard lock(append_mutex_);
+    segment = active_;
+    next = next_offset_;
+    position = active_->readable_bytes();
+  }
+  bool far = false;
+  {
+    std::lock_guard lock(meta_mutex_);
+    far = checkpoint_segment_ != segment->base_offset() || position - checkpoint_position_ >= checkpoint_distance_bytes;
+  }
+  if (far) {
+    Status synced = segment->sync_data();
+    if (!synced.is_ok()) {
+      std::lock_guard lock(append_mutex_);
+      return fail(synced);
+    }
+    MSGSTORE_RETURN_IF_ERROR(write_checkpoint(segment->base_offset(), position, next));
+  }
+  return Status::ok();
+}
+
+Status PartitionLog::close() {
+  std::shared_ptr<Segment> segment;
+  Offset next;
+  {
+    std::lock_guard lock(append_mutex_);
+    if (closed_) return Status::ok();
+    closed_ = true;
+    if (failed_) return Status::ok();  // recovery will sort out the tail
+    segment = active_;
+    next = next_offset_;
+  }
+  MSGSTORE_RETURN_IF_ERROR(segment->sync_data());
+  publish_high_watermark(next);
+  return write_checkpoint(segment->base_offset(), segment->readable_bytes(), next);
+}
+
+void PartitionLog::verify(VerifyReport& report) const {
+  RecordDecoder decoder;
+  for (const std::shared_ptr<Segment>& segment : segments_from(0)) {
+    ++report.segments_checked;
+    const std::string file_name = segment_file_path(segment->directory(), segment->base_offset(), SegmentFileKind::log).filename().string();
+    Status loaded = const_cast<Segment&>(*segment).ensure_indexes();
+    if (!loaded.is_ok()) report.problems.push_back(label_ + " " + file_name + ": " + loaded.message());
+    for (const DamagedRange& range : segment->damaged_ranges()) {
+      report.problems.push_back(label_ + " " + file_name + ": damaged bytes " + std::to_string(range.position_begin) +
+                                " to " + std::to_string(range.position_end) + " (offsets " +
+                                std::to_string(range.offset_begin) + " to " + std::to_string(range.offset_end) + ")");
+    }
+    // Every index entry must point at the start of a batch with that base offset.
+    std::map<std::uint64_t, Offset> batch_starts;
+    std::optional<BatchScanner> scanner_storage;
+    scanner_storage.emplace(segment->log_file(), Segment::header_bytes(), segment->readable_bytes());
+    Offset expected = segment->base_offset();
+    while (true) {
+      BatchScanner& scanner = *scanner_storage;
+      const BatchScanner::Step step = scanner.next(/*verify_body=*/true);
+      if (step == BatchScanner::Step::end_of_log) break;
+      if (step != BatchScanner::Step::batch) {
+        bool known = false;
+        for (const DamagedRange& range : segment->damaged_ranges()) {
+          if (scanner.position() == range.position_begin) {
+            known = true;
+            expected = range.offset_end;
+            scanner_storage.emplace(segment->log_file(), range.position_end, segment->readable_bytes());
+            break;
+          }
+        }
+        if (known) continue;
+        report.problems.push_back(label_ + " " + file_name + ": " +
+                                  (step == BatchScanner::Step::io_error ? scanner.error().message()
+                                                                        : "checksum or framing error at byte " + std::to_string(scanner.position()) +
+                                                                              " (offsets from " + std::to_string(expected) + ")"));
+        break;
+      }
+      const BatchHeader& header = scanner.header();
+      if (header.base_offset < expected) {
+        report.problems.push_back(label_ + " " + file_name + ": batch at byte " + std::to_string(scanner.position()) +
+                                  " has offset " + std::to_string(header.base_offset) + ", expected at least " + std::to_string(expected));
+      }
+      Status decoded = decoder.decode(scanner.batch(), header, [&](const MessageView&) {
+        ++report.messages_checked;
+        return true;
+      });
+      if (!decoded.is_ok()) report.problems.push_back(label_ + " " + file_name + ": " + decoded.message());
+      batch_starts.emplace(scanner.position(), header.base_offset);
+      ++report.batches_checked;
+      report.bytes_checked += header.batch_bytes;
+      expected = header.next_offset();
+    }
+    for (const OffsetIndexEntry& entry : segment->offset_index_snapshot()) {
+      ++report.index_entries_checked;
+      auto found = batch_starts.find(entry.position);
+      if (found == batch_starts.end() || found->second != segment->base_offset() + entry.relative_offset) {
+        report.problems.push_back(label_ + " " + file_name + ": offset index entry for offset " +
+                                  std::to_string(segment->base_offset() + entry.relative_offset) + " points at byte " +
+                                  std::to_string(entry.position) + ", which is not that batch");
+      }
+    }
+  }
+}
+
+}  // namespace msgstore::log

@@ -1,0 +1,149 @@
+// One partition's log: an ordered set of segments, the append path with group commit, the
+// read path with checksum verification, recovery on open, and retention.
+//
+// Durability (docs/ARCHITECTURE.md, "Append path"): an append writes its batch with one
+// pwrite under the append lock. With FsyncPolicy::always the appender then waits until an
+// fdatasync that started after its write has returned; one appender at a time runs the sync
+// and every appender whose batch it covers returns with it (group commit). Readers only see
+// offsets below the high watermark, which under `always` is the durable end, so nothing a
+// reader saw can vanish at a power loss.
+//
+// Thread safety: all public methods are safe to call concurrently.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "log/record_batch.h"
+#include "log/segment.h"
+#include "msgstore/file_system.h"
+#include "msgstore/store.h"
+#include "msgstore/stream.h"
+
+namespace msgstore::log {
+
+struct LogOptions {
+  FsyncPolicy fsync = FsyncPolicy::always;
+  std::uint32_t fsync_interval_ms = 0;
+  std::uint64_t segment_bytes = limits::segment_bytes_default;
+  std::int64_t segment_age_ms = limits::segment_age_ms_default;
+  std::int64_t max_age_ms = 0;
+  std::uint64_t max_bytes = 0;
+  std::uint64_t max_messages = 0;
+};
+
+// What recovery found and did, for logs, the CLI and tests.
+struct RecoveryReport {
+  std::uint64_t segments = 0;
+  std::uint64_t bytes_scanned = 0;          // bytes read by the tail scan and index rebuilds
+  std::uint64_t torn_bytes_truncated = 0;   // a torn tail cut off
+  std::uint64_t indexes_rebuilt = 0;
+  std::vector<std::string> corruption;      // damaged ranges kept and never served
+};
+
+// The partition's current clock; injectable for retention tests.
+using Clock = std::function<TimestampMs()>;
+TimestampMs system_clock_ms();
+
+class PartitionLog {
+ public:
+  // `label` names the partition in messages ("orders/0").
+  static Result<std::unique_ptr<PartitionLog>> open(FileSystem& file_system, std::filesystem::path directory,
+                                                    std::string label, LogOptions options, Clock clock,
+                                                    RecoveryReport* report);
+  ~PartitionLog();
+
+  void set_options(const LogOptions& options);
+  // Called (outside any lock of this log) whenever the high watermark advances.
+  void set_data_listener(std::function<void()> listener);
+
+  // Appends a batch built by the caller; returns the base offset once the fsync policy is met.
+  Result<Offset> append(BatchBuilder& builder);
+
+  // Calls `visit` for each message from `from` until it returns false, `max_messages` or
+  // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.
+  // Errors: offset_out_of_range, corruption (damaged data is never passed to `visit`).
+  Result<Offset> scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
+                      const std::function<bool(const MessageView&)>& visit) const;
+  // The first offset whose timestamp is >= time_ms (the high watermark if none).
+  Result<Offset> offset_for_time(TimestampMs time_ms) const;
+
+  Offset log_start_offset() const { return log_start_offset_.load(std::memory_order_acquire); }
+  Offset high_watermark() const { return high_watermark_.load(std::memory_order_acquire); }
+  PartitionInfo info(std::uint32_t partition) const;
+
+  // Maintenance: retention, age-based roll, interval fsync, checkpoint. Called periodically.
+  Status maintain();
+  // Syncs now (interval policy, shutdown).
+  Status sync();
+  // Checks every checksum and every index entry against the log.
+  void verify(VerifyReport& report) const;
+  // Syncs, writes the checkpoint and refuses further appends.
+  Status close();
+
+  const std::filesystem::path& directory() const { return directory_; }
+
+ private:
+  PartitionLog(FileSystem& file_system, std::filesystem::path directory, std::string label, LogOptions options, Clock clock);
+  Status recover(RecoveryReport& report);
+  Status roll_locked(TimestampMs now);  // requires append_mutex_
+  Status write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
+  Status wait_durable(Offset target);
+  void publish_high_watermark(Offset offset);
+  Status fail(Status status);
+  Status apply_retention(TimestampMs now);
+  std::vector<std::shared_ptr<Segment>> segments_from(Offset offset) const;
+  Status damaged_error(const Segment& segment, std::uint64_t position) const;
+
+  FileSystem& file_system_;
+  const std::filesystem::path directory_;
+  const std::string label_;
+  Clock clock_;
+
+  mutable std::mutex options_mutex_;
+  LogOptions options_;
+
+  // Segment list: readers take it shared, roll and retention exclusive.
+  mutable std::shared_mutex segments_mutex_;
+  std::map<Offset, std::shared_ptr<Segment>> segments_;
+
+  // Append path.
+  std::mutex append_mutex_;
+  std::shared_ptr<Segment> active_;
+  Offset next_offset_ = 0;
+  bool closed_ = false;
+  std::atomic<bool> failed_{false};
+  Status failure_;  // guarded by append_mutex_; the first write or sync error, sticky
+
+  // Group commit.
+  std::mutex sync_mutex_;
+  std::condition_variable sync_finished_;
+  bool sync_in_progress_ = false;
+  Offset durable_offset_ = 0;       // guarded by sync_mutex_
+  Status sync_failure_;             // guarded by sync_mutex_
+  std::atomic<TimestampMs> last_sync_ms_{0};
+  std::atomic<Offset> unsynced_from_{0};
+
+  std::atomic<Offset> high_watermark_{0};
+  std::atomic<Offset> log_start_offset_{0};
+
+  // Checkpoint (partition.meta), serialised by meta_mutex_.
+  std::mutex meta_mutex_;
+  Offset checkpoint_segment_ = 0;
+  std::uint64_t checkpoint_position_ = 0;
+  Offset checkpoint_next_offset_ = 0;
+
+  std::mutex listener_mutex_;
+  std::function<void()> data_listener_;
+};
+
+}  // namespace msgstore::log

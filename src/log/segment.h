@@ -1,0 +1,170 @@
+// One segment of a partition's log: the log file and its two sparse indexes.
+//
+// Files (names made only by segment_file_path): <base offset, 20 digits>.v1.log,
+// .v1.offset_index and .v1.time_index. The indexes are derived data, appended as batches are
+// appended and rebuilt from the log whenever they are missing or fail their checks.
+//
+// Thread safety: appends, truncation and sealing are serialised by the owning PartitionLog's
+// append lock. Readers may call the const lookup methods and read the file concurrently; the
+// sizes they see (readable_bytes, next_offset) only grow while they hold a reference.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "log/record_batch.h"
+#include "msgstore/file_system.h"
+#include "msgstore/message.h"
+#include "msgstore/status.h"
+
+namespace msgstore::log {
+
+enum class SegmentFileKind : std::uint8_t { log, offset_index, time_index };
+std::filesystem::path segment_file_path(const std::filesystem::path& directory, Offset base_offset, SegmentFileKind kind);
+// Parses a segment log file name; nullopt for any other name.
+std::optional<Offset> parse_segment_log_name(const std::string& name);
+
+inline constexpr TimestampMs no_timestamp = std::numeric_limits<TimestampMs>::min();
+
+struct OffsetIndexEntry {
+  std::uint32_t relative_offset = 0;
+  std::uint32_t position = 0;
+};
+struct TimeIndexEntry {
+  TimestampMs max_timestamp_ms = 0;  // the largest timestamp of every record up to this batch
+  std::uint32_t relative_offset = 0;
+};
+
+// Reads batches one after another from a segment file through a buffer.
+class BatchScanner {
+ public:
+  enum class Step : std::uint8_t { batch, end_of_log, damaged, io_error };
+  BatchScanner(const File& file, std::uint64_t position, std::uint64_t end_position);
+  // Advances to the next batch. With verify_body the body CRC is checked (damaged if wrong).
+  Step next(bool verify_body);
+  const BatchHeader& header() const { return header_; }
+  const char* batch() const { return batch_; }
+  std::uint64_t position() const { return position_; }        // start of the current batch
+  std::uint64_t next_position() const { return next_position_; }  // just after it
+  const Status& error() const { return error_; }
+
+ private:
+  bool ensure(std::uint64_t position, std::size_t bytes);
+  const File& file_;
+  std::uint64_t end_position_;
+  std::uint64_t position_ = 0;
+  std::uint64_t next_position_;
+  std::vector<char> buffer_;
+  std::uint64_t buffer_position_ = 0;
+  std::size_t buffer_bytes_ = 0;
+  BatchHeader header_;
+  const char* batch_ = nullptr;
+  Status error_;
+};
+
+// A damaged byte range found by recovery, never served.
+struct DamagedRange {
+  std::uint64_t position_begin = 0;
+  std::uint64_t position_end = 0;
+  Offset offset_begin = 0;  // first offset that may be inside (from neighbouring valid batches)
+  Offset offset_end = 0;    // one past the last offset that may be inside
+};
+
+class Segment {
+ public:
+  // Writes the header of a new, empty segment and syncs it (the caller syncs the directory).
+  static Result<std::shared_ptr<Segment>> create(FileSystem& file_system, const std::filesystem::path& directory,
+                                                 Offset base_offset, TimestampMs created_ms);
+  // Opens an existing segment and checks its header. Indexes are not loaded yet.
+  static Result<std::shared_ptr<Segment>> open(FileSystem& file_system, const std::filesystem::path& directory,
+                                               Offset base_offset);
+
+  Offset base_offset() const { return base_offset_; }
+  std::uint64_t readable_bytes() const { return size_bytes_.load(std::memory_order_acquire); }
+  Offset next_offset() const { return next_offset_.load(std::memory_order_acquire); }
+  TimestampMs max_timestamp_ms() const { return max_timestamp_ms_.load(std::memory_order_acquire); }
+  TimestampMs first_timestamp_ms() const { return first_timestamp_ms_.load(std::memory_order_acquire); }
+  TimestampMs created_ms() const { return created_ms_; }
+  bool empty() const { return readable_bytes() <= header_bytes(); }
+  const File& log_file() const { return *log_file_; }
+  const std::filesystem::path& directory() const { return directory_; }
+  static std::uint64_t header_bytes();
+
+  // ---- Recovery (single-threaded, before the segment is shared) ----
+  // Loads and checks both index files. corruption if either is missing or fails a check;
+  // entries at or past `valid_bytes` are dropped (they describe an unsynced tail).
+  Status load_indexes(std::uint64_t valid_bytes);
+  // Reads only the final time index entry of a sealed segment: its max timestamp. Cheap.
+  Status load_seal_summary(Offset next_offset);
+  // Scans from `position` (a batch start, with indexes valid before it) and re-derives
+  // indexes, next offset and timestamps. Stops at the first invalid batch and returns its
+  // position in `stop_position`, plus what stopped the scan.
+  BatchScanner::Step scan_from(std::uint64_t position, Offset expected_offset, std::uint64_t& stop_position,
+                               Status& error);
+  // Starts from an empty index and a rescan from the header (after a failed load_indexes).
+  void reset_indexes();
+  // Rewrites both index files from the in-memory entries (after a rebuild).
+  Status write_index_files();
+  // Cuts the log file at `position` and syncs it (torn tail). Index entries past it go too.
+  Status truncate_to(std::uint64_t position);
+  void add_damaged_range(const DamagedRange& range);
+  std::vector<DamagedRange> damaged_ranges() const;
+  bool indexes_loaded() const { return indexes_loaded_.load(std::memory_order_acquire); }
+
+  // ---- Appending (under the partition's append lock) ----
+  // Writes a finished batch at the end. On failure nothing of it remains readable; on
+  // no_space the file is cut back (a failure to cut back is reported as io_error).
+  Status append(std::string_view batch, const BatchHeader& header);
+  Status sync_data() { return log_file_->sync_data(); }
+  // Syncs the log and the indexes and appends the final time index entry.
+  Status seal();
+
+  // ---- Lookups (any thread) ----
+  // Ensures indexes are loaded for a sealed segment (lazy; rebuilds them if damaged).
+  Status ensure_indexes();
+  // Position of the last indexed batch whose base offset <= target (the header if none).
+  std::uint64_t position_for_offset(Offset target) const;
+  // Position from which a forward scan finds the first record with timestamp >= time_ms.
+  std::uint64_t position_for_time(TimestampMs time_ms) const;
+  std::size_t index_entry_count() const;
+  std::vector<OffsetIndexEntry> offset_index_snapshot() const;
+  std::vector<TimeIndexEntry> time_index_snapshot() const;
+
+ private:
+  Segment(FileSystem& file_system, std::filesystem::path directory, Offset base_offset,
+          std::unique_ptr<File> log_file, TimestampMs created_ms);
+  void index_batch(const BatchHeader& header, std::uint64_t position, bool write_files);
+
+  FileSystem& file_system_;
+  const std::filesystem::path directory_;
+  const Offset base_offset_;
+  std::unique_ptr<File> log_file_;
+  std::unique_ptr<File> offset_index_file_;
+  std::unique_ptr<File> time_index_file_;
+  bool index_files_healthy_ = false;  // false after an index write failed: rebuilt on next open
+  TimestampMs created_ms_;
+
+  std::atomic<std::uint64_t> size_bytes_;
+  std::atomic<Offset> next_offset_;
+  std::atomic<TimestampMs> max_timestamp_ms_{no_timestamp};
+  std::atomic<TimestampMs> first_timestamp_ms_{no_timestamp};
+  std::atomic<bool> indexes_loaded_{false};
+
+  mutable std::shared_mutex index_mutex_;
+  std::vector<OffsetIndexEntry> offset_index_;
+  std::vector<TimeIndexEntry> time_index_;
+  std::uint64_t last_indexed_position_ = 0;
+  bool any_indexed_ = false;
+  std::mutex lazy_load_mutex_;
+  std::vector<DamagedRange> damaged_ranges_;
+};
+
+}  // namespace msgstore::log

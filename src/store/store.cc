@@ -1,0 +1,578 @@
+#include "msgstore/store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <unordered_map>
+
+#include "base/assert.h"
+#include "base/hash.h"
+#include "base/subject.h"
+#include "io/metadata_file.h"
+#include "log/record_batch.h"
+#include "store/store_impl.h"
+#include "store/stream_config.h"
+
+namespace msgstore {
+namespace {
+
+constexpr const char* lock_file_name = "msgstore.lock";
+constexpr const char* store_meta_name = "store.meta";
+constexpr const char* store_meta_kind = "store";
+constexpr std::uint32_t store_meta_version = 1;
+constexpr const char* streams_directory_name = "streams";
+constexpr const char* trash_directory_name = "trash";
+constexpr const char* stream_meta_name = "stream.meta";
+
+std::filesystem::path partition_directory(const std::filesystem::path& stream_directory, std::uint32_t partition) {
+  return stream_directory / ("partition-" + std::to_string(partition));
+}
+
+Status with_context(const Status& status, const std::string& context) {
+  return Status(status.code(), context + ": " + status.message());
+}
+
+}  // namespace
+
+Message MessageView::to_message() const {
+  Message message;
+  message.offset = offset;
+  message.timestamp_ms = timestamp_ms;
+  message.subject = std::string(subject);
+  if (key) message.key = std::string(*key);
+  message.headers.reserve(headers.size());
+  for (const HeaderView& header : headers) message.headers.push_back({std::string(header.name), std::string(header.value)});
+  message.payload = std::string(payload);
+  return message;
+}
+
+// ---------------------------------------------------------------------------------------------
+StoreImpl::StoreImpl(std::filesystem::path directory, StoreOptions options)
+    : directory_(std::move(directory)),
+      options_(std::move(options)),
+      file_system_(options_.file_system ? options_.file_system : posix_file_system()),
+      streams_(std::make_shared<StreamTable>()) {}
+
+StoreImpl::~StoreImpl() { (void)close(); }
+
+Status StoreImpl::open() {
+  if (!file_system_->is_directory(directory_)) {
+    if (!options_.create_if_missing) return Status(ErrorCode::invalid_argument, "data directory " + directory_.string() + " does not exist");
+    MSGSTORE_RETURN_IF_ERROR(file_system_->create_directories(directory_));
+    MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(directory_.parent_path().empty() ? "." : directory_.parent_path()));
+  }
+  auto lock = file_system_->lock(directory_ / lock_file_name);
+  if (!lock) return lock.status();
+  lock_ = std::move(*lock);
+
+  const auto meta_path = directory_ / store_meta_name;
+  if (file_system_->exists(meta_path)) {
+    auto fields = io::read_metadata_file(*file_system_, meta_path, store_meta_kind, store_meta_version);
+    if (!fields) return fields.status();
+  } else {
+    io::MetadataFields fields;
+    fields["format"] = "1";
+    fields["created_ms"] = std::to_string(log::system_clock_ms());
+    MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, meta_path, store_meta_kind, store_meta_version, fields));
+  }
+  const auto streams_directory = directory_ / streams_directory_name;
+  const auto trash_directory = directory_ / trash_directory_name;
+  // Deleted streams are renamed into trash/ first; finish removing them.
+  if (file_system_->exists(trash_directory)) MSGSTORE_RETURN_IF_ERROR(file_system_->remove_all(trash_directory));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->create_directories(streams_directory));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->create_directories(trash_directory));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(directory_));
+
+  auto names = file_system_->list_directory(streams_directory);
+  if (!names) return names.status();
+  auto table = std::make_shared<StreamTable>();
+  for (const std::string& name : *names) {
+    const auto stream_directory = streams_directory / name;
+    if (!file_system_->is_directory(stream_directory)) continue;
+    const auto meta = stream_directory / stream_meta_name;
+    if (!file_system_->exists(meta)) {
+      // A creation that crashed before its metadata became durable: nothing was ever acked in it.
+      MSGSTORE_RETURN_IF_ERROR(file_system_->remove_all(stream_directory));
+      continue;
+    }
+    auto fields = io::read_metadata_file(*file_system_, meta, store::stream_meta_kind, store::stream_meta_version);
+    Result<StreamConfig> config = fields ? store::decode_stream_config(*fields) : Result<StreamConfig>(fields.status());
+    if (!config) {
+      open_problems_.push_back("stream directory '" + name + "' not opened: " + config.status().message());
+      continue;
+    }
+    if (config->name != name) {
+      open_problems_.push_back("stream directory '" + name + "' holds metadata for '" + config->name + "'; not opened");
+      continue;
+    }
+    auto state = open_stream(stream_directory, *config);
+    if (!state) return state.status();
+    table->emplace(name, std::move(*state));
+  }
+  install_table(table);
+  open_ = true;
+  if (options_.background_maintenance) maintenance_thread_ = std::thread([this] { maintenance_loop(); });
+  return Status::ok();
+}
+
+Result<std::shared_ptr<StreamState>> StoreImpl::open_stream(const std::filesystem::path& stream_directory,
+                                                           const StreamConfig& config) {
+  auto state = std::make_shared<StreamState>();
+  state->config = config;
+  state->directory = stream_directory;
+  for (std::uint32_t partition = 0; partition < config.partitions; ++partition) {
+    auto log = log::PartitionLog::open(*file_system_, partition_directory(stream_directory, partition),
+                                       config.name + "/" + std::to_string(partition), store::log_options_for(config),
+                                       nullptr, nullptr);
+    if (!log) return log.status();
+    std::shared_ptr<log::PartitionLog> shared = std::move(*log);
+    std::weak_ptr<StoreImpl> self = weak_from_this();
+    shared->set_data_listener([self] {
+      if (auto store = self.lock()) store->notify_data();
+    });
+    state->partitions.push_back(std::move(shared));
+  }
+  return state;
+}
+
+void StoreImpl::install_table(std::shared_ptr<const StreamTable> table) {
+  {
+    std::lock_guard lock(streams_mutex_);
+    streams_ = std::move(table);
+  }
+  notify_data();
+}
+
+std::shared_ptr<const StreamTable> StoreImpl::streams() const {
+  std::lock_guard lock(streams_mutex_);
+  return streams_;
+}
+
+Status StoreImpl::close() {
+  if (closed_.exchange(true)) return Status::ok();
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    maintenance_wake_.notify_all();
+  }
+  if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  notify_data();
+  Status result;
+  auto table = streams();
+  for (const auto& [name, stream] : *table) {
+    for (const auto& partition : stream->partitions) {
+      Status closed = partition->close();
+      if (!closed.is_ok() && result.is_ok()) result = closed;
+    }
+  }
+  lock_.reset();
+  return result;
+}
+
+void StoreImpl::maintenance_loop() {
+  std::unique_lock lock(maintenance_mutex_);
+  while (!closed_) {
+    auto period = options_.maintenance_period;
+    for (const auto& [name, stream] : *streams()) {
+      if (stream->config.fsync == FsyncPolicy::interval) {
+        period = std::min(period, std::chrono::milliseconds(std::max<std::uint32_t>(1, stream->config.fsync_interval_ms)));
+      }
+    }
+    maintenance_wake_.wait_for(lock, period);
+    if (closed_) break;
+    lock.unlock();
+    Status status = run_maintenance();
+    if (!status.is_ok()) std::fprintf(stderr, "msgstore: maintenance: %s\n", status.to_string().c_str());
+    lock.lock();
+  }
+}
+
+Status StoreImpl::run_maintenance() {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  Status first_error;
+  for (const auto& [name, stream] : *streams()) {
+    for (const auto& partition : stream->partitions) {
+      Status status = partition->maintain();
+      if (!status.is_ok() && first_error.is_ok()) first_error = status;
+    }
+  }
+  return first_error;
+}
+
+void StoreImpl::notify_data() {
+  data_generation_.fetch_add(1, std::memory_order_acq_rel);
+  if (data_waiters_.load(std::memory_order_acquire) > 0) {
+    std::lock_guard lock(data_mutex_);
+    data_arrived_.notify_all();
+  }
+}
+
+void StoreImpl::wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const {
+  auto* self = const_cast<StoreImpl*>(this);
+  self->data_waiters_.fetch_add(1);
+  {
+    std::unique_lock lock(data_mutex_);
+    data_arrived_.wait_for(lock, timeout, [&] { return data_generation_.load() != seen_generation || closed_.load(); });
+  }
+  self->data_waiters_.fetch_sub(1);
+}
+
+// ---- Streams ----------------------------------------------------------------------------------
+Status StoreImpl::create_stream(const StreamConfig& config) {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  MSGSTORE_RETURN_IF_ERROR(validate_stream_config(config));
+  std::lock_guard admin(admin_mutex_);
+  auto table = streams();
+  if (table->count(config.name)) return Status(ErrorCode::stream_exists, "stream '" + config.name + "' already exists");
+  if (table->size() >= limits::streams_max) {
+    return Status(ErrorCode::limit_exceeded, "a store holds at most " + std::to_string(limits::streams_max) + " streams");
+  }
+  const auto streams_directory = directory_ / streams_directory_name;
+  const auto stream_directory = streams_directory / config.name;
+  // Leftovers of a crashed creation are removed on open; a stale one here is removed too.
+  MSGSTORE_RETURN_IF_ERROR(file_system_->remove_all(stream_directory));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->create_directories(stream_directory));
+  auto state = open_stream(stream_directory, config);
+  if (!state) return state.status();
+  MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(stream_directory));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(streams_directory));
+  // The metadata file is the commit point: a stream exists once it is durable.
+  MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, stream_directory / stream_meta_name, store::stream_meta_kind,
+                                                   store::stream_meta_version, store::encode_stream_config(config)));
+  auto updated = std::make_shared<StreamTable>(*table);
+  updated->emplace(config.name, std::move(*state));
+  install_table(updated);
+  return Status::ok();
+}
+
+Status StoreImpl::update_stream(const StreamConfig& config) {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  MSGSTORE_RETURN_IF_ERROR(validate_stream_config(config));
+  std::lock_guard admin(admin_mutex_);
+  auto table = streams();
+  auto found = table->find(config.name);
+  if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + config.name + "' does not exist");
+  const StreamState& old = *found->second;
+  if (config.partitions < old.config.partitions) {
+    return Status(ErrorCode::invalid_argument, "partitions can only grow (stream '" + config.name + "' has " +
+                                                   std::to_string(old.config.partitions) + ")");
+  }
+  auto state = std::make_shared<StreamState>(old);
+  state->config = config;
+  for (std::uint32_t partition = old.config.partitions; partition < config.partitions; ++partition) {
+    auto log = log::PartitionLog::open(*file_system_, partition_directory(old.directory, partition),
+                                       config.name + "/" + std::to_string(partition), store::log_options_for(config),
+                                       nullptr, nullptr);
+    if (!log) return log.status();
+    std::shared_ptr<log::PartitionLog> shared = std::move(*log);
+    std::weak_ptr<StoreImpl> self = weak_from_this();
+    shared->set_data_listener([self] {
+      if (auto store = self.lock()) store->notify_data();
+    });
+    state->partitions.push_back(std::move(shared));
+  }
+  if (config.partitions > old.config.partitions) MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(old.directory));
+  MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
+                                                   store::stream_meta_version, store::encode_stream_config(config)));
+  for (const auto& partition : state->partitions) partition->set_options(store::log_options_for(config));
+  auto updated = std::make_shared<StreamTable>(*table);
+  (*updated)[config.name] = state;
+  install_table(updated);
+  return Status::ok();
+}
+
+std::vector<StreamConfig> StoreImpl::list_streams() const {
+  std::vector<StreamConfig> result;
+  for (const auto& [name, stream] : *streams()) result.push_back(stream->config);
+  return result;
+}
+
+Result<StreamInfo> StoreImpl::describe_stream(std::string_view name) const {
+  auto table = streams();
+  auto found = table->find(name);
+  if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + std::string(name) + "' does not exist");
+  StreamInfo info;
+  info.config = found->second->config;
+  for (std::uint32_t partition = 0; partition < found->second->partitions.size(); ++partition) {
+    info.partitions.push_back(found->second->partitions[partition]->info(partition));
+    info.bytes += info.partitions.back().bytes;
+    info.messages += info.partitions.back().messages;
+  }
+  return info;
+}
+
+Status StoreImpl::delete_stream(std::string_view name) {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  std::lock_guard admin(admin_mutex_);
+  auto table = streams();
+  auto found = table->find(name);
+  if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + std::string(name) + "' does not exist");
+  std::shared_ptr<const StreamState> state = found->second;
+  auto updated = std::make_shared<StreamTable>(*table);
+  updated->erase(std::string(name));
+  install_table(updated);
+  for (const auto& partition : state->partitions) (void)partition->close();
+  // Rename into trash (atomic, made durable), then remove; open() finishes an interrupted removal.
+  const auto trash = directory_ / trash_directory_name / (std::string(name) + "." + std::to_string(log::system_clock_ms()));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->rename(state->directory, trash));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(directory_ / streams_directory_name));
+  MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(directory_ / trash_directory_name));
+  return file_system_->remove_all(trash);
+}
+
+// ---- Publishing -------------------------------------------------------------------------------
+namespace {
+
+Status validate_message_shape(const OutgoingMessage& message) {
+  MSGSTORE_RETURN_IF_ERROR(base::validate_subject(message.subject));
+  if (message.key && message.key->size() > limits::key_bytes_max) {
+    return Status(ErrorCode::message_too_large, "key is " + std::to_string(message.key->size()) + " bytes; the limit is " +
+                                                    std::to_string(limits::key_bytes_max));
+  }
+  if (message.headers.size() > limits::headers_per_message_max) {
+    return Status(ErrorCode::limit_exceeded, "a message may carry at most " + std::to_string(limits::headers_per_message_max) + " headers");
+  }
+  for (const HeaderView& header : message.headers) {
+    if (header.name.empty() || header.name.size() > limits::header_name_bytes_max) {
+      return Status(ErrorCode::invalid_argument, "header names must be 1 to " + std::to_string(limits::header_name_bytes_max) + " bytes");
+    }
+    if (header.value.size() > limits::header_value_bytes_max) {
+      return Status(ErrorCode::message_too_large, "header '" + std::string(header.name) + "' value exceeds " +
+                                                      std::to_string(limits::header_value_bytes_max) + " bytes");
+    }
+  }
+  return Status::ok();
+}
+
+// One destination partition's share of a publish.
+struct Destination {
+  const StreamState* stream = nullptr;
+  std::uint32_t partition = 0;
+  std::vector<std::uint32_t> message_indexes;
+  log::BatchBuilder builder;
+};
+
+}  // namespace
+
+Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> messages) {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  if (messages.empty()) return std::vector<Position>{};
+  if (messages.size() > limits::messages_per_publish_max) {
+    return Status(ErrorCode::limit_exceeded, "a publish may carry at most " + std::to_string(limits::messages_per_publish_max) + " messages");
+  }
+  auto table = streams();
+  const TimestampMs now = log::system_clock_ms();
+
+  // Validate and route everything before writing anything.
+  thread_local std::vector<Destination> destinations;
+  std::size_t destination_count = 0;
+  auto destination_for = [&](const StreamState* stream, std::uint32_t partition) -> Destination& {
+    for (std::size_t i = 0; i < destination_count; ++i) {
+      if (destinations[i].stream == stream && destinations[i].partition == partition) return destinations[i];
+    }
+    if (destinations.size() <= destination_count) destinations.emplace_back();
+    Destination& created = destinations[destination_count++];
+    created.stream = stream;
+    created.partition = partition;
+    created.message_indexes.clear();
+    created.builder.reset();
+    return created;
+  };
+  std::string_view previous_subject;
+  std::vector<const StreamState*> routes;
+  for (std::uint32_t index = 0; index < messages.size(); ++index) {
+    const OutgoingMessage& message = messages[index];
+    if (index == 0 || message.subject != previous_subject) {
+      Status shape = validate_message_shape(message);
+      if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
+      routes.clear();
+      for (const auto& [name, stream] : *table) {
+        for (const std::string& pattern : stream->config.subjects) {
+          if (base::subject_matches(pattern, message.subject)) {
+            routes.push_back(stream.get());
+            break;
+          }
+        }
+      }
+      if (routes.empty()) {
+        return Status(ErrorCode::no_matching_stream, "no stream captures subject '" + std::string(message.subject) + "'");
+      }
+      previous_subject = message.subject;
+    } else if (!message.headers.empty() || message.key) {
+      Status shape = validate_message_shape(message);
+      if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
+    }
+    const std::size_t record_bytes = log::encoded_record_bytes(message);
+    for (const StreamState* stream : routes) {
+      if (record_bytes > stream->config.max_message_bytes) {
+        return Status(ErrorCode::message_too_large, "message " + std::to_string(index) + " is " + std::to_string(record_bytes) +
+                                                        " bytes; stream '" + stream->config.name + "' accepts at most " +
+                                                        std::to_string(stream->config.max_message_bytes));
+      }
+      const std::uint32_t partitions = stream->config.partitions;
+      std::uint32_t partition = 0;
+      if (partitions > 1) {
+        partition = message.key ? base::partition_for_key(*message.key, partitions)
+                                : stream->round_robin->fetch_add(1, std::memory_order_relaxed) % partitions;
+      }
+      Destination& destination = destination_for(stream, partition);
+      destination.message_indexes.push_back(index);
+      destination.builder.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
+    }
+  }
+
+  std::vector<Position> positions;
+  positions.reserve(messages.size() * (destination_count == 1 ? 1 : 2));
+  for (std::size_t d = 0; d < destination_count; ++d) {
+    Destination& destination = destinations[d];
+    const auto& log = destination.stream->partitions[destination.partition];
+    auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
+      auto base = log->append(builder);
+      if (!base) return base.status();
+      for (std::uint32_t i = 0; i < builder.record_count(); ++i) {
+        positions.push_back({destination.stream->config.name, destination.partition, *base + i,
+                             destination.message_indexes[first_index + i]});
+      }
+      return Status::ok();
+    };
+    if (destination.builder.bytes() <= limits::batch_bytes_max) {
+      MSGSTORE_RETURN_IF_ERROR(append_one(destination.builder, 0));
+      continue;
+    }
+    // Larger than one on-disk batch: split (each piece is atomic on its own).
+    log::BatchBuilder piece;
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < destination.message_indexes.size(); ++i) {
+      const OutgoingMessage& message = messages[destination.message_indexes[i]];
+      if (piece.record_count() > 0 && piece.bytes() + log::encoded_record_bytes(message) > limits::batch_bytes_max) {
+        MSGSTORE_RETURN_IF_ERROR(append_one(piece, first));
+        piece.reset();
+        first = i;
+      }
+      piece.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
+    }
+    MSGSTORE_RETURN_IF_ERROR(append_one(piece, first));
+  }
+  // Keep thread-local buffers from growing without bound after a huge publish.
+  for (std::size_t d = 0; d < destination_count; ++d) {
+    if (destinations[d].builder.bytes() > 8 * 1024 * 1024) destinations[d].builder = log::BatchBuilder();
+  }
+  return positions;
+}
+
+// ---- Reading ----------------------------------------------------------------------------------
+Result<std::shared_ptr<log::PartitionLog>> StoreImpl::partition(std::string_view stream, std::uint32_t partition) const {
+  auto table = streams();
+  auto found = table->find(stream);
+  if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + std::string(stream) + "' does not exist");
+  if (partition >= found->second->partitions.size()) {
+    return Status(ErrorCode::partition_not_found, "stream '" + std::string(stream) + "' has no partition " +
+                                                      std::to_string(partition) + " (it has " +
+                                                      std::to_string(found->second->partitions.size()) + ")");
+  }
+  return found->second->partitions[partition];
+}
+
+Result<ReadResult> StoreImpl::read(std::string_view stream, std::uint32_t partition_number, Offset from,
+                                   ReadOptions options) const {
+  auto log = partition(stream, partition_number);
+  if (!log) return log.status();
+  ReadResult result;
+  result.log_start_offset = (*log)->log_start_offset();
+  result.high_watermark = (*log)->high_watermark();
+  const std::size_t max_messages = std::clamp<std::size_t>(options.max_messages, 1, limits::read_messages_max);
+  const std::size_t max_bytes = std::clamp<std::size_t>(options.max_bytes, 1, limits::read_bytes_max);
+  auto next = (*log)->scan(from, max_messages, max_bytes, [&](const MessageView& message) {
+    result.messages.push_back(message.to_message());
+    return true;
+  });
+  if (!next) return next.status();
+  result.next_offset = *next;
+  return result;
+}
+
+Result<Offset> StoreImpl::scan(std::string_view stream, std::uint32_t partition_number, Offset from, std::size_t max_messages,
+                               const std::function<ScanControl(const MessageView&)>& callback) const {
+  auto log = partition(stream, partition_number);
+  if (!log) return log.status();
+  return (*log)->scan(from, max_messages, SIZE_MAX,
+                      [&](const MessageView& message) { return callback(message) == ScanControl::proceed; });
+}
+
+Result<Offset> StoreImpl::resolve_start(std::string_view stream, std::uint32_t partition_number,
+                                        const StartPosition& start) const {
+  auto log = partition(stream, partition_number);
+  if (!log) return log.status();
+  switch (start.kind) {
+    case StartPosition::Kind::beginning: return (*log)->log_start_offset();
+    case StartPosition::Kind::end: return (*log)->high_watermark();
+    case StartPosition::Kind::offset:
+      if (start.offset < (*log)->log_start_offset() || start.offset > (*log)->high_watermark()) {
+        return Status(ErrorCode::offset_out_of_range, std::string(stream) + "/" + std::to_string(partition_number) +
+                                                          ": offset " + std::to_string(start.offset) + " is outside the log (" +
+                                                          std::to_string((*log)->log_start_offset()) + " to " +
+                                                          std::to_string((*log)->high_watermark()) + ")");
+      }
+      return start.offset;
+    case StartPosition::Kind::time: return (*log)->offset_for_time(start.time_ms);
+  }
+  return Status(ErrorCode::invalid_argument, "unknown start position");
+}
+
+Result<VerifyReport> StoreImpl::verify(std::string_view stream) const {
+  VerifyReport report;
+  auto table = streams();
+  if (!stream.empty() && !table->count(stream)) {
+    return Status(ErrorCode::stream_not_found, "stream '" + std::string(stream) + "' does not exist");
+  }
+  if (stream.empty()) report.problems = open_problems_;
+  for (const auto& [name, state] : *table) {
+    if (!stream.empty() && name != stream) continue;
+    for (const auto& partition : state->partitions) partition->verify(report);
+  }
+  return report;
+}
+
+// ---- Store (the public face) ------------------------------------------------------------------
+Store::Store(std::shared_ptr<StoreImpl> impl) : impl_(std::move(impl)) {}
+Store::~Store() { (void)impl_->close(); }
+
+Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& directory, StoreOptions options) {
+  auto impl = std::make_shared<StoreImpl>(directory, std::move(options));
+  Status opened = impl->open();
+  if (!opened.is_ok()) {
+    (void)impl->close();
+    return opened;
+  }
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Status Store::create_stream(const StreamConfig& config) { return impl_->create_stream(config); }
+Status Store::update_stream(const StreamConfig& config) { return impl_->update_stream(config); }
+std::vector<StreamConfig> Store::list_streams() const { return impl_->list_streams(); }
+Result<StreamInfo> Store::describe_stream(std::string_view name) const { return impl_->describe_stream(name); }
+Status Store::delete_stream(std::string_view name) { return impl_->delete_stream(name); }
+Result<std::vector<Position>> Store::publish(const OutgoingMessage& message) {
+  return impl_->publish(std::span<const OutgoingMessage>(&message, 1));
+}
+Result<std::vector<Position>> Store::publish_batch(std::span<const OutgoingMessage> messages) {
+  return impl_->publish(messages);
+}
+Result<ReadResult> Store::read(std::string_view stream, std::uint32_t partition, Offset from, ReadOptions options) const {
+  return impl_->read(stream, partition, from, options);
+}
+Result<Offset> Store::scan(std::string_view stream, std::uint32_t partition, Offset from, std::size_t max_messages,
+                           const std::function<ScanControl(const MessageView&)>& callback) const {
+  return impl_->scan(stream, partition, from, max_messages, callback);
+}
+Result<Offset> Store::resolve_start(std::string_view stream, std::uint32_t partition, const StartPosition& start) const {
+  return impl_->resolve_start(stream, partition, start);
+}
+Result<std::unique_ptr<Subscription>> Store::subscribe(SubscribeOptions options, SubscriptionHandler handler) {
+  return impl_->subscribe(std::move(options), std::move(handler));
+}
+Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_->verify(stream); }
+Status Store::run_maintenance() { return impl_->run_maintenance(); }
+Status Store::close() { return impl_->close(); }
+const std::filesystem::path& Store::directory() const { return impl_->directory(); }
+
+}  // namespace msgstore

@@ -1,0 +1,98 @@
+// The store's internals: the stream table, routing, the publish path, subscriptions and
+// background maintenance. The public face is msgstore::Store (include/msgstore/store.h).
+//
+// Concurrency: the stream table is a copy-on-write snapshot (streams_mutex_ guards the
+// pointer; readers copy it and work without locks). Each stream's partitions have their own
+// locks (log/partition_log.h). The maintenance thread and every subscription thread only use
+// public, thread-safe operations.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "log/partition_log.h"
+#include "msgstore/file_system.h"
+#include "msgstore/store.h"
+
+namespace msgstore {
+
+struct StreamState {
+  StreamConfig config;  // immutable once published in a table; updates publish a new StreamState
+  std::vector<std::shared_ptr<log::PartitionLog>> partitions;
+  std::shared_ptr<std::atomic<std::uint32_t>> round_robin = std::make_shared<std::atomic<std::uint32_t>>(0);
+  std::filesystem::path directory;
+};
+
+using StreamTable = std::map<std::string, std::shared_ptr<const StreamState>, std::less<>>;
+
+class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
+ public:
+  StoreImpl(std::filesystem::path directory, StoreOptions options);
+  ~StoreImpl();
+
+  Status open();
+  Status close();
+
+  Status create_stream(const StreamConfig& config);
+  Status update_stream(const StreamConfig& config);
+  std::vector<StreamConfig> list_streams() const;
+  Result<StreamInfo> describe_stream(std::string_view name) const;
+  Status delete_stream(std::string_view name);
+
+  Result<std::vector<Position>> publish(std::span<const OutgoingMessage> messages);
+
+  Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from, ReadOptions options) const;
+  Result<Offset> scan(std::string_view stream, std::uint32_t partition, Offset from, std::size_t max_messages,
+                      const std::function<ScanControl(const MessageView&)>& callback) const;
+  Result<Offset> resolve_start(std::string_view stream, std::uint32_t partition, const StartPosition& start) const;
+
+  Result<std::unique_ptr<Subscription>> subscribe(SubscribeOptions options, SubscriptionHandler handler);
+
+  Result<VerifyReport> verify(std::string_view stream) const;
+  Status run_maintenance();
+
+  const std::filesystem::path& directory() const { return directory_; }
+
+  // For subscriptions.
+  std::shared_ptr<const StreamTable> streams() const;
+  bool is_closed() const { return closed_.load(); }
+  // Waits until new data may be readable, the generation moves, or the timeout passes.
+  std::uint64_t data_generation() const { return data_generation_.load(std::memory_order_acquire); }
+  void wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const;
+  void notify_data();
+
+ private:
+  Result<std::shared_ptr<log::PartitionLog>> partition(std::string_view stream, std::uint32_t partition) const;
+  Result<std::shared_ptr<StreamState>> open_stream(const std::filesystem::path& stream_directory, const StreamConfig& config);
+  void maintenance_loop();
+  void install_table(std::shared_ptr<const StreamTable> table);
+
+  const std::filesystem::path directory_;
+  StoreOptions options_;
+  std::shared_ptr<FileSystem> file_system_;
+  std::unique_ptr<FileLock> lock_;
+
+  mutable std::mutex streams_mutex_;          // guards streams_ (the pointer)
+  std::mutex admin_mutex_;                    // serialises create/update/delete
+  std::shared_ptr<const StreamTable> streams_;
+  std::vector<std::string> open_problems_;    // streams that could not be opened
+
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> open_{false};
+
+  mutable std::mutex data_mutex_;
+  mutable std::condition_variable data_arrived_;
+  std::atomic<std::uint64_t> data_generation_{0};
+  std::atomic<int> data_waiters_{0};
+
+  std::mutex maintenance_mutex_;
+  std::condition_variable maintenance_wake_;
+  std::thread maintenance_thread_;
+};
+
+}  // namespace msgstore
