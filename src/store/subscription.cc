@@ -87,7 +87,8 @@ class SubscriptionImpl final : public Subscription {
         it = table->count(it->first.first) ? std::next(it) : cursors_.erase(it);
       }
       bool progressed = false;
-      for (const auto& [name, stream] : *table) {
+      for (const auto& [stream_name, stream] : *table) {
+        const std::string& name = stream_name;  // a plain reference: lambdas cannot capture bindings in C++20
         if (!wanted(name) || cancelled_.load()) continue;
         for (std::uint32_t partition = 0; partition < stream->partitions.size(); ++partition) {
           const auto& log = stream->partitions[partition];

@@ -1,0 +1,47 @@
+# The two commands of the README, and a few more. Everything builds with CMake presets into
+# build/<preset>; `make run` and `make test` install missing Debian packages first.
+.PHONY: run test deps build debug asan tsan bench bench-quick fuzz clean
+
+PRESET ?= release
+DATA ?= ./data
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	cmake --preset $(PRESET) >/dev/null
+	cmake --build --preset $(PRESET)
+
+# The main job: a demo on the embedded default data directory (./data).
+run: build
+	./build/$(PRESET)/src/cli/msgstore --data $(DATA) demo
+
+# Every test: unit, end-to-end and crash tests in release, the concurrency tests under
+# ThreadSanitizer, and a short run of every fuzz target.
+test: build
+	ctest --preset $(PRESET)
+	$(MAKE) tsan
+	$(MAKE) fuzz
+
+FUZZ_SECONDS ?= 10
+fuzz: deps
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan
+	ctest --preset asan
+
+tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan --target store_test log_test
+	ctest --preset tsan -R '(Concurrent|Subscription|GroupCommit|Thread)'
+
+bench: deps
+	bash bench/run.sh
+
+bench-quick: deps
+	bash bench/run.sh --quick
+
+clean:
+	rm -rf build

@@ -1,0 +1,100 @@
+// bench/harness.h: measurement plumbing shared by every workload of msgstore_bench.
+//
+// A workload run is one system (msgstore, SQLite, the bare disk) doing one job once, bounded
+// by a message count and a time limit, in a fresh scratch directory that is removed after the
+// run. It reports a RunResult; the report (report.h) turns repetitions into medians, spreads
+// and ratios. Nothing here prints; errors come back as strings in the results.
+//
+// Thread safety: PayloadSource is immutable after construction and may be shared by threads.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace msgstore::bench {
+
+using SteadyClock = std::chrono::steady_clock;
+
+double seconds_between(SteadyClock::time_point begin, SteadyClock::time_point end);
+// User + system CPU time of this process, all threads included.
+double process_cpu_seconds();
+
+// Every run stops at whichever comes first.
+struct RunLimits {
+  std::uint64_t messages_max = 0;
+  double seconds_max = 0;
+};
+
+// One timed run of one system on one workload.
+struct RunResult {
+  std::string error;                 // empty when the run worked
+  std::uint64_t messages = 0;        // messages (rows) completed inside the timed region
+  double elapsed_seconds = 0;
+  double cpu_seconds = 0;            // process CPU (all threads) during the timed region
+  bool time_bound_hit = false;       // stopped by the time limit before the message count
+  std::uint64_t bytes_written = 0;   // msgstore: bytes of segment log files; raw: bytes written
+  std::uint64_t payload_checksum = 0;  // replays: sum of one byte per payload, to cross-check systems
+
+  bool ok() const { return error.empty(); }
+  double messages_per_second() const { return elapsed_seconds > 0 ? static_cast<double>(messages) / elapsed_seconds : 0; }
+};
+
+// The bytes every system stores: message i has payload payload(i) and key key(i). Payloads are
+// views into one pseudo-random buffer at varying starts, so consecutive messages differ
+// without any per-message copy or generation cost.
+class PayloadSource {
+ public:
+  explicit PayloadSource(std::size_t payload_bytes);
+  std::size_t payload_bytes() const { return payload_bytes_; }
+  std::string_view payload(std::uint64_t index) const;
+  std::string_view key(std::uint64_t index) const;  // "key-000" .. "key-999"
+  // The byte a replay sums for message i (its payload's first byte).
+  static unsigned char touched_byte(std::string_view payload) { return static_cast<unsigned char>(payload.front()); }
+
+ private:
+  std::size_t payload_bytes_;
+  std::string buffer_;
+  std::vector<std::string> keys_;
+};
+
+// A fresh directory under `parent`, removed with everything in it on destruction.
+class ScratchDirectory {
+ public:
+  ScratchDirectory(const std::filesystem::path& parent, const std::string& prefix);
+  ~ScratchDirectory();
+  ScratchDirectory(const ScratchDirectory&) = delete;
+  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  bool created() const { return !path_.empty(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Sum of the sizes of the regular files under `directory` whose names end with `suffix`.
+std::uint64_t file_bytes_with_suffix(const std::filesystem::path& directory, std::string_view suffix);
+// Free bytes for an unprivileged user on the file system holding `path` (0 if unknown).
+std::uint64_t free_disk_bytes(const std::filesystem::path& path);
+
+// A value from /proc/self/status such as "VmRSS" or "VmHWM", in KiB (0 if absent).
+std::uint64_t proc_status_kib(const char* field);
+
+// What the report says about the machine. No host name and no path ever goes in here.
+struct MachineDescription {
+  std::string processor_model;   // /proc/cpuinfo "model name"
+  unsigned logical_processors = 0;
+  std::uint64_t memory_bytes = 0;  // /proc/meminfo MemTotal
+  std::string file_system_type;  // of the benchmark directory, from /proc/self/mountinfo
+  std::string kernel_release;    // uname -r
+  std::string sqlite_version;
+  std::string compiler;
+  std::string build_type;
+};
+MachineDescription describe_machine(const std::filesystem::path& benchmark_directory);
+
+}  // namespace msgstore::bench

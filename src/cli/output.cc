@@ -1,0 +1,110 @@
+#include "cli/output.h"
+
+#include "cli/json.h"
+
+namespace msgstore::cli {
+
+std::string stream_config_json(const StreamConfig& config) {
+  std::string subjects = "[";
+  for (std::size_t i = 0; i < config.subjects.size(); ++i) {
+    if (i > 0) subjects += ',';
+    append_json_string(subjects, config.subjects[i]);
+  }
+  subjects += ']';
+  return JsonObject()
+      .add("name", config.name)
+      .add_raw("subjects", subjects)
+      .add("partitions", config.partitions)
+      .add("max_age_ms", config.max_age_ms)
+      .add("max_bytes", config.max_bytes)
+      .add("max_messages", config.max_messages)
+      .add("fsync", fsync_policy_to_string(config.fsync, config.fsync_interval_ms))
+      .add("max_message_bytes", config.max_message_bytes)
+      .add("segment_bytes", config.segment_bytes)
+      .add("segment_age_ms", config.segment_age_ms)
+      .finish();
+}
+
+std::string stream_info_json(const StreamInfo& info) {
+  std::string partitions = "[";
+  for (std::size_t i = 0; i < info.partitions.size(); ++i) {
+    const PartitionInfo& partition = info.partitions[i];
+    std::string damage = "[";
+    for (std::size_t d = 0; d < partition.damage.size(); ++d) {
+      if (d > 0) damage += ',';
+      append_json_string(damage, partition.damage[d]);
+    }
+    damage += ']';
+    if (i > 0) partitions += ',';
+    partitions += JsonObject()
+                      .add("partition", partition.partition)
+                      .add("first_offset", partition.first_offset)
+                      .add("next_offset", partition.next_offset)
+                      .add("bytes", partition.bytes)
+                      .add("messages", partition.messages)
+                      .add("segments", partition.segments)
+                      .add("first_timestamp_ms", partition.first_timestamp_ms)
+                      .add("last_timestamp_ms", partition.last_timestamp_ms)
+                      .add_raw("damage", damage)
+                      .finish();
+  }
+  partitions += ']';
+  return JsonObject()
+      .add_raw("config", stream_config_json(info.config))
+      .add("bytes", info.bytes)
+      .add("messages", info.messages)
+      .add_raw("partitions", partitions)
+      .finish();
+}
+
+std::string message_json(std::string_view stream, std::uint32_t partition, const MessageView& message) {
+  JsonObject object;
+  object.add("stream", stream)
+      .add("partition", partition)
+      .add("offset", std::uint64_t{message.offset})
+      .add("timestamp_ms", std::int64_t{message.timestamp_ms})
+      .add("subject", message.subject);
+  if (!message.key) {
+    object.add_null("key");
+  } else if (is_valid_utf8(*message.key)) {
+    object.add("key", *message.key);
+  } else {
+    object.add_null("key").add("key_base64", base64_encode(*message.key));
+  }
+  std::string headers = "{";
+  std::string headers_base64 = "{";
+  for (const HeaderView& header : message.headers) {
+    if (is_valid_utf8(header.name) && is_valid_utf8(header.value)) {
+      if (headers.size() > 1) headers += ',';
+      append_json_string(headers, header.name);
+      headers += ':';
+      append_json_string(headers, header.value);
+    } else {
+      if (headers_base64.size() > 1) headers_base64 += ',';
+      append_json_string(headers_base64, header.name);  // lossy only for a non-UTF-8 name
+      headers_base64 += ':';
+      append_json_string(headers_base64, base64_encode(header.value));
+    }
+  }
+  headers += '}';
+  headers_base64 += '}';
+  object.add_raw("headers", headers);
+  if (headers_base64.size() > 2) object.add_raw("headers_base64", headers_base64);
+  if (is_valid_utf8(message.payload)) {
+    object.add("payload", message.payload);
+  } else {
+    object.add("payload_base64", base64_encode(message.payload));
+  }
+  return std::move(object).finish();
+}
+
+std::string position_json(const Position& position, std::uint64_t index) {
+  return JsonObject()
+      .add("stream", position.stream)
+      .add("partition", position.partition)
+      .add("offset", std::uint64_t{position.offset})
+      .add("index", index)
+      .finish();
+}
+
+}  // namespace msgstore::cli

@@ -1,0 +1,31 @@
+// JSON renderings of the store's values, shared by the commands (one object per line).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "msgstore/message.h"
+#include "msgstore/store.h"
+#include "msgstore/stream.h"
+
+namespace msgstore::cli {
+
+// {"name":..,"subjects":[..],"partitions":..,"max_age_ms":..,"max_bytes":..,"max_messages":..,
+//  "fsync":"always","max_message_bytes":..,"segment_bytes":..,"segment_age_ms":..}
+std::string stream_config_json(const StreamConfig& config);
+
+// {"config":{..},"bytes":..,"messages":..,"partitions":[{"partition":0,"first_offset":..,
+//  "next_offset":..,"bytes":..,"messages":..,"segments":..,"first_timestamp_ms":..,
+//  "last_timestamp_ms":..,"damage":[..]}]}
+std::string stream_info_json(const StreamInfo& info);
+
+// {"stream","partition","offset","timestamp_ms","subject","key","headers":{..},"payload"}.
+// Bytes that are not UTF-8 are never printed lossily: the payload becomes "payload_base64",
+// the key "key_base64", and such headers go to "headers_base64" (name -> base64 value).
+std::string message_json(std::string_view stream, std::uint32_t partition, const MessageView& message);
+
+// {"stream":"s","partition":0,"offset":12,"index":3}
+std::string position_json(const Position& position, std::uint64_t index);
+
+}  // namespace msgstore::cli

@@ -1,0 +1,127 @@
+// stream create | update | list | info | delete
+#include <memory>
+
+#include "cli/command.h"
+#include "cli/output.h"
+#include "cli/parse.h"
+
+namespace msgstore::cli {
+namespace {
+
+// The configuration flags shared by create and update. Values are kept as text and parsed by
+// our own parsers so every malformed value gets the same kind of message.
+struct StreamFlags {
+  std::string name;
+  std::vector<std::string> subjects;
+  std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
+  CLI::Option* subjects_option = nullptr;
+  CLI::Option* partitions_option = nullptr;
+  CLI::Option* max_age_option = nullptr;
+  CLI::Option* max_bytes_option = nullptr;
+  CLI::Option* max_messages_option = nullptr;
+  CLI::Option* fsync_option = nullptr;
+  CLI::Option* max_message_bytes_option = nullptr;
+  CLI::Option* segment_bytes_option = nullptr;
+  CLI::Option* segment_age_option = nullptr;
+};
+
+void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_required) {
+  command->add_option("name", flags.name, "Stream name (letters, digits, '.', '_', '-')")->required();
+  flags.subjects_option = command->add_option("--subjects", flags.subjects,
+                                              "Subject patterns, comma separated ('orders.*,orders.>')")
+                              ->delimiter(',')
+                              ->type_name("PATTERNS");
+  if (subjects_required) flags.subjects_option->required();
+  flags.partitions_option = command->add_option("--partitions", flags.partitions, "Number of partitions (default 1)")->type_name("N");
+  flags.max_age_option =
+      command->add_option("--max-age", flags.max_age, "Retention by age: 500ms, 3600s, 15m, 2h, 7d, 0 = unlimited")
+          ->type_name("DURATION");
+  flags.max_bytes_option =
+      command->add_option("--max-bytes", flags.max_bytes, "Retention by size per partition: 1GiB, 500MB, 0 = unlimited")
+          ->type_name("SIZE");
+  flags.max_messages_option =
+      command->add_option("--max-messages", flags.max_messages, "Retention by message count, 0 = unlimited")->type_name("N");
+  flags.fsync_option =
+      command->add_option("--fsync", flags.fsync, "When a publish is acknowledged: always (default), never, interval:<ms>")
+          ->type_name("POLICY");
+  flags.max_message_bytes_option =
+      command->add_option("--max-message-bytes", flags.max_message_bytes, "Largest accepted message (default 1MiB)")
+          ->type_name("SIZE");
+  flags.segment_bytes_option =
+      command->add_option("--segment-bytes", flags.segment_bytes, "Roll segment files at this size (default 128MiB)")
+          ->type_name("SIZE");
+  flags.segment_age_option =
+      command->add_option("--segment-age", flags.segment_age, "Roll segment files at this age (default 7d)")
+          ->type_name("DURATION");
+}
+
+// Applies the flags that were given on top of `config`.
+Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
+  config.name = flags.name;
+  if (flags.subjects_option->count() > 0) {
+    config.subjects.clear();
+    for (const std::string& item : flags.subjects) {
+      for (std::string& pattern : split_list(item)) config.subjects.push_back(std::move(pattern));
+    }
+    if (config.subjects.empty()) return Status(ErrorCode::invalid_argument, "--subjects: at least one subject pattern is required");
+  }
+  if (flags.partitions_option->count() > 0) {
+    auto value = parse_unsigned(flags.partitions, "--partitions", limits::partitions_per_stream_max);
+    if (!value) return value.status();
+    config.partitions = static_cast<std::uint32_t>(*value);
+  }
+  if (flags.max_age_option->count() > 0) {
+    auto value = parse_duration_ms(flags.max_age, "--max-age");
+    if (!value) return value.status();
+    config.max_age_ms = *value;
+  }
+  if (flags.max_bytes_option->count() > 0) {
+    auto value = parse_bytes(flags.max_bytes, "--max-bytes");
+    if (!value) return value.status();
+    config.max_bytes = *value;
+  }
+  if (flags.max_messages_option->count() > 0) {
+    auto value = parse_unsigned(flags.max_messages, "--max-messages");
+    if (!value) return value.status();
+    config.max_messages = *value;
+  }
+  if (flags.fsync_option->count() > 0) {
+    Status parsed = parse_fsync_policy(flags.fsync, config.fsync, config.fsync_interval_ms);
+    if (!parsed.is_ok()) return Status(parsed.code(), "--fsync: " + parsed.message());
+  }
+  if (flags.max_message_bytes_option->count() > 0) {
+    auto value = parse_bytes(flags.max_message_bytes, "--max-message-bytes");
+    if (!value) return value.status();
+    config.max_message_bytes = *value;
+  }
+  if (flags.segment_bytes_option->count() > 0) {
+    auto value = parse_bytes(flags.segment_bytes, "--segment-bytes");
+    if (!value) return value.status();
+    config.segment_bytes = *value;
+  }
+  if (flags.segment_age_option->count() > 0) {
+    auto value = parse_duration_ms(flags.segment_age, "--segment-age");
+    if (!value) return value.status();
+    if (*value == 0) return Status(ErrorCode::invalid_argument, "--segment-age: must be positive");
+    config.segment_age_ms = *value;
+  }
+  return Status::ok();
+}
+
+int run_create(const GlobalOptions& global, const StreamFlags& flags) {
+  StreamConfig config;
+  Status parsed = apply_stream_flags(flags, config);
+  if (!parsed.is_ok()) return usage_error(parsed);
+  // Configuration errors are the user's input too: check before touching the data directory.
+  Status valid = validate_stream_config(config);
+  if (!valid.is_ok()) return usage_error(valid);
+  auto store = open_store(global, /*create_if_missing=*/true);
+  if (!store) return fail(store.status());
+  Status created = (*store)->create_stream(config);
+  if (!created.is_ok()) return fail(created);
+  if (!print_line(stream_config_json(config), true)) return fail(Status(ErrorCode::io_error, "writing to stdout failed"));
+  return fail_on_close_or((*store)->close());
+}
+
+}  // namespace
+}  // namespace msgstore::cli
