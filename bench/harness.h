@@ -21,6 +21,7 @@ namespace msgstore::bench {
 using SteadyClock = std::chrono::steady_clock;
 
 double seconds_between(SteadyClock::time_point begin, SteadyClock::time_point end);
+SteadyClock::time_point deadline_after(SteadyClock::time_point begin, double seconds);
 // User + system CPU time of this process, all threads included.
 double process_cpu_seconds();
 
@@ -78,6 +79,12 @@ class ScratchDirectory {
 
 // Sum of the sizes of the regular files under `directory` whose names end with `suffix`.
 std::uint64_t file_bytes_with_suffix(const std::filesystem::path& directory, std::string_view suffix);
+// Writes `bytes` into a file in `directory` in 1 MiB pieces and deletes it unsynced: the page
+// cache pages it used are free again, and resident, when the next run allocates its own. On a
+// VM with free page reporting (this one), memory that stayed free for a few seconds goes back
+// to the host, and writing into it again runs at the speed of host page faults (~100-200 MB/s
+// here instead of 2-4 GB/s); a warm-up right before each run keeps that out of the figures.
+void warm_page_cache(const std::filesystem::path& directory, std::uint64_t bytes);
 // Free bytes for an unprivileged user on the file system holding `path` (0 if unknown).
 std::uint64_t free_disk_bytes(const std::filesystem::path& path);
 

@@ -41,7 +41,8 @@ inline std::size_t varint_length(std::uint64_t value) {
   return length;
 }
 
-// Reads a varint from [in, end); returns nullptr if it is truncated or longer than 10 bytes.
+// Reads a varint from [in, end); returns nullptr if it is truncated, longer than 10 bytes, or
+// larger than 2^64 - 1.
 inline const char* decode_varint(const char* in, const char* end, std::uint64_t& value) {
   if (in < end && static_cast<unsigned char>(*in) < 0x80) [[likely]] {
     value = static_cast<unsigned char>(*in);
@@ -50,6 +51,8 @@ inline const char* decode_varint(const char* in, const char* end, std::uint64_t&
   std::uint64_t result = 0;
   for (unsigned shift = 0; shift < 64 && in < end; shift += 7) {
     std::uint64_t byte = static_cast<unsigned char>(*in++);
+    // The tenth byte holds only bit 63: anything more does not fit in 64 bits (or goes on).
+    if (shift == 63 && byte > 1) return nullptr;
     result |= (byte & 0x7F) << shift;
     if ((byte & 0x80) == 0) {
       value = result;

@@ -163,7 +163,7 @@ JsonObject& JsonObject::add_raw(std::string_view field, std::string_view json) {
   return *this;
 }
 
-std::string JsonObject::finish() && {
+std::string JsonObject::finish() {
   text_ += '}';
   return std::move(text_);
 }

@@ -39,7 +39,8 @@ class JsonObject {
   JsonObject& add_null(std::string_view name);
   // `json` must already be valid JSON (an object, array, number...).
   JsonObject& add_raw(std::string_view name, std::string_view json);
-  std::string finish() &&;
+  // Closes the object and hands over its text; the builder is empty afterwards.
+  std::string finish();
 
  private:
   void name(std::string_view name);

@@ -57,11 +57,9 @@ std::string stream_info_json(const StreamInfo& info) {
       .finish();
 }
 
-std::string message_json(std::string_view stream, std::uint32_t partition, const MessageView& message) {
-  JsonObject object;
-  object.add("stream", stream)
-      .add("partition", partition)
-      .add("offset", std::uint64_t{message.offset})
+namespace {
+void add_record_fields(JsonObject& object, const MessageView& message) {
+  object.add("offset", std::uint64_t{message.offset})
       .add("timestamp_ms", std::int64_t{message.timestamp_ms})
       .add("subject", message.subject);
   if (!message.key) {
@@ -95,7 +93,20 @@ std::string message_json(std::string_view stream, std::uint32_t partition, const
   } else {
     object.add("payload_base64", base64_encode(message.payload));
   }
-  return std::move(object).finish();
+}
+}  // namespace
+
+std::string message_json(std::string_view stream, std::uint32_t partition, const MessageView& message) {
+  JsonObject object;
+  object.add("stream", stream).add("partition", partition);
+  add_record_fields(object, message);
+  return object.finish();
+}
+
+std::string record_json(const MessageView& message) {
+  JsonObject object;
+  add_record_fields(object, message);
+  return object.finish();
 }
 
 std::string position_json(const Position& position, std::uint64_t index) {

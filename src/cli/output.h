@@ -25,6 +25,9 @@ std::string stream_info_json(const StreamInfo& info);
 // the key "key_base64", and such headers go to "headers_base64" (name -> base64 value).
 std::string message_json(std::string_view stream, std::uint32_t partition, const MessageView& message);
 
+// The same without stream and partition (for dump).
+std::string record_json(const MessageView& message);
+
 // {"stream":"s","partition":0,"offset":12,"index":3}
 std::string position_json(const Position& position, std::uint64_t index);
 

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/json.h"
 #include "cli/output.h"
 #include "cli/parse.h"
 
@@ -30,6 +31,7 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
   flags.subjects_option = command->add_option("--subjects", flags.subjects,
                                               "Subject patterns, comma separated ('orders.*,orders.>')")
                               ->delimiter(',')
+                              ->allow_extra_args(false)  // one value per --subjects; positionals stay positional
                               ->type_name("PATTERNS");
   if (subjects_required) flags.subjects_option->required();
   flags.partitions_option = command->add_option("--partitions", flags.partitions, "Number of partitions (default 1)")->type_name("N");
@@ -108,6 +110,8 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
   return Status::ok();
 }
 
+int stdout_failed() { return fail(Status(ErrorCode::io_error, "writing to stdout failed")); }
+
 int run_create(const GlobalOptions& global, const StreamFlags& flags) {
   StreamConfig config;
   Status parsed = apply_stream_flags(flags, config);
@@ -119,9 +123,100 @@ int run_create(const GlobalOptions& global, const StreamFlags& flags) {
   if (!store) return fail(store.status());
   Status created = (*store)->create_stream(config);
   if (!created.is_ok()) return fail(created);
-  if (!print_line(stream_config_json(config), true)) return fail(Status(ErrorCode::io_error, "writing to stdout failed"));
-  return fail_on_close_or((*store)->close());
+  if (!print_line(stream_config_json(config), true)) return stdout_failed();
+  return close_store(**store);
+}
+
+int run_update(const GlobalOptions& global, const StreamFlags& flags) {
+  if (int status = check_stream_name(flags.name)) return status;
+  auto store = open_store(global, /*create_if_missing=*/false);
+  if (!store) return fail(store.status());
+  auto info = (*store)->describe_stream(flags.name);
+  if (!info) return fail(info.status());
+  StreamConfig config = info->config;
+  Status parsed = apply_stream_flags(flags, config);
+  if (!parsed.is_ok()) return usage_error(parsed);
+  Status valid = validate_stream_config(config);
+  if (!valid.is_ok()) return usage_error(valid);
+  Status updated = (*store)->update_stream(config);
+  if (!updated.is_ok()) return fail(updated);
+  if (!print_line(stream_config_json(config), true)) return stdout_failed();
+  return close_store(**store);
+}
+
+int run_list(const GlobalOptions& global, bool plain) {
+  auto store = open_store(global, /*create_if_missing=*/false);
+  if (!store) return fail(store.status());
+  for (const StreamConfig& config : (*store)->list_streams()) {
+    std::string line;
+    if (plain) {
+      std::string subjects;
+      for (const std::string& pattern : config.subjects) subjects += (subjects.empty() ? "" : ",") + pattern;
+      line = config.name + "\tsubjects=" + subjects + "\tpartitions=" + std::to_string(config.partitions) +
+             "\tfsync=" + fsync_policy_to_string(config.fsync, config.fsync_interval_ms);
+      if (auto info = (*store)->describe_stream(config.name)) {
+        line += "\tmessages=" + std::to_string(info->messages) + "\tbytes=" + std::to_string(info->bytes);
+      }
+    } else {
+      line = stream_config_json(config);
+    }
+    if (!print_line(line)) return stdout_failed();
+  }
+  if (!flush_output()) return stdout_failed();
+  return close_store(**store);
+}
+
+int run_info(const GlobalOptions& global, const std::string& name) {
+  if (int status = check_stream_name(name)) return status;
+  auto store = open_store(global, /*create_if_missing=*/false);
+  if (!store) return fail(store.status());
+  auto info = (*store)->describe_stream(name);
+  if (!info) return fail(info.status());
+  if (!print_line(stream_info_json(*info), true)) return stdout_failed();
+  return close_store(**store);
+}
+
+int run_delete(const GlobalOptions& global, const std::string& name) {
+  if (int status = check_stream_name(name)) return status;
+  auto store = open_store(global, /*create_if_missing=*/false);
+  if (!store) return fail(store.status());
+  Status deleted = (*store)->delete_stream(name);
+  if (!deleted.is_ok()) return fail(deleted);
+  if (!print_line("{\"deleted\":" + json_string(name) + "}", true)) return stdout_failed();
+  return close_store(**store);
 }
 
 }  // namespace
+
+void add_stream_commands(CLI::App& app, const GlobalOptions& global, Commands& commands) {
+  CLI::App* stream = app.add_subcommand("stream", "Create, change, list, describe and delete streams");
+  stream->require_subcommand(1);
+
+  auto create_flags = std::make_shared<StreamFlags>();
+  CLI::App* create = stream->add_subcommand("create", "Create a stream; prints its configuration as JSON");
+  add_stream_flags(create, *create_flags, /*subjects_required=*/true);
+  commands.push_back({create, [&global, create_flags] { return run_create(global, *create_flags); }});
+
+  auto update_flags = std::make_shared<StreamFlags>();
+  CLI::App* update = stream->add_subcommand(
+      "update", "Change a stream's subjects, retention, fsync policy and limits (partitions can only grow)");
+  add_stream_flags(update, *update_flags, /*subjects_required=*/false);
+  commands.push_back({update, [&global, update_flags] { return run_update(global, *update_flags); }});
+
+  auto plain = std::make_shared<bool>(false);
+  CLI::App* list = stream->add_subcommand("list", "List streams, one JSON object per line");
+  list->add_flag("--plain", *plain, "Tab-separated text instead of JSON");
+  commands.push_back({list, [&global, plain] { return run_list(global, *plain); }});
+
+  auto info_name = std::make_shared<std::string>();
+  CLI::App* info = stream->add_subcommand("info", "Describe a stream and its partitions as JSON");
+  info->add_option("name", *info_name, "Stream name")->required();
+  commands.push_back({info, [&global, info_name] { return run_info(global, *info_name); }});
+
+  auto delete_name = std::make_shared<std::string>();
+  CLI::App* remove = stream->add_subcommand("delete", "Delete a stream and all its messages");
+  remove->add_option("name", *delete_name, "Stream name")->required();
+  commands.push_back({remove, [&global, delete_name] { return run_delete(global, *delete_name); }});
+}
+
 }  // namespace msgstore::cli

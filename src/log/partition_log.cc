@@ -127,7 +127,8 @@ Status PartitionLog::recover(RecoveryReport& report) {
   std::uint64_t recovery_position = format::segment_header_bytes;
   Offset recovery_next_offset = log_start;
   const auto checkpoint_path = directory_ / checkpoint_file_name;
-  if (file_system_.exists(checkpoint_path)) {
+  const bool have_checkpoint = file_system_.exists(checkpoint_path);
+  if (have_checkpoint) {
     auto fields = io::read_metadata_file(file_system_, checkpoint_path, checkpoint_kind, checkpoint_version);
     if (!fields) return fields.status();
     auto start = io::metadata_u64(*fields, "log_start_offset");
@@ -170,7 +171,9 @@ Status PartitionLog::recover(RecoveryReport& report) {
     const Offset base = bases[index];
     auto segment = Segment::open(file_system_, directory_, base);
     if (!segment) {
-      if (base < recovery_segment) return segment.status();  // a sealed segment: never drop silently
+      // A sealed segment, or the one a checkpoint names (its header was synced before the
+      // checkpoint was written): never drop it silently.
+      if (base < recovery_segment || (have_checkpoint && base == recovery_segment)) return segment.status();
       // A tail segment whose header never became durable holds nothing that was acked.
       for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
         MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, base, kind)));
@@ -188,9 +191,11 @@ Status PartitionLog::recover(RecoveryReport& report) {
         ++report.indexes_rebuilt;
         report.bytes_scanned += current->readable_bytes();
         MSGSTORE_RETURN_IF_ERROR(current->ensure_indexes());
-        if (current->next_offset() != next_base) {
-          report.corruption.push_back(label_ + ": sealed segment " + std::to_string(base) + " ends before offset " +
-                                      std::to_string(next_base));
+        // The rebuild records where the segment is damaged or ends before next_base.
+        for (const DamagedRange& range : current->damaged_ranges()) {
+          report.corruption.push_back(label_ + ": sealed segment " + std::to_string(base) + " is damaged from byte " +
+                                      std::to_string(range.position_begin) + " (offsets " + std::to_string(range.offset_begin) +
+                                      ".." + std::to_string(range.offset_end) + "), kept and not served");
         }
       }
       expected = next_base;
@@ -201,7 +206,10 @@ Status PartitionLog::recover(RecoveryReport& report) {
     // The tail: scan from the recovery point (or the start of segments created after it).
     std::uint64_t scan_position = format::segment_header_bytes;
     Offset scan_offset = base;
-    if (base == recovery_segment && current->load_indexes(recovery_position).is_ok()) {
+    // Index entries at or past the file's end (if it was cut below the checkpoint) describe
+    // bytes that are gone: load only what the file still holds.
+    if (base == recovery_segment &&
+        current->load_indexes(std::min<std::uint64_t>(recovery_position, current->readable_bytes())).is_ok()) {
       auto entries = current->offset_index_snapshot();
       if (!entries.empty()) {
         scan_position = entries.back().position;
@@ -260,6 +268,17 @@ Status PartitionLog::recover(RecoveryReport& report) {
       MSGSTORE_RETURN_IF_ERROR(current->truncate_to(stop));
       break;
     }
+    if (base == recovery_segment && current->readable_bytes() < recovery_position) {
+      // Synced, checkpointed bytes are gone (the file was cut short): the offsets they held
+      // are never reused, so readers can never see two different messages at one offset.
+      current->add_damaged_range({current->readable_bytes(), recovery_position, current->next_offset(), recovery_next_offset});
+      report.corruption.push_back(label_ + ": segment " + std::to_string(base) + " ends at byte " +
+                                  std::to_string(current->readable_bytes()) + " but bytes up to " +
+                                  std::to_string(recovery_position) + " were synced (offsets " +
+                                  std::to_string(current->next_offset()) + ".." + std::to_string(recovery_next_offset) + " lost)");
+      need_new_segment = true;
+      expected = std::max(expected, recovery_next_offset);
+    }
     expected = std::max(expected, current->next_offset());
     opened.push_back(std::move(current));
   }
@@ -316,7 +335,9 @@ Status PartitionLog::roll_locked(TimestampMs now) {
   }
   last_sync_ms_ = now;
   unsynced_from_ = next_offset_;
-  publish_high_watermark(next_offset_);
+  // No publish_high_watermark here: it calls the data listener, which must run outside this
+  // log's locks (roll runs under append_mutex_). Every appender publishes its own batch once
+  // its fsync policy is met, so nothing waits on this.
   return write_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_);
 }
 
@@ -353,7 +374,14 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder) {
     const bool too_old = !active_->empty() && options.segment_age_ms > 0 && now - active_->created_ms() >= options.segment_age_ms;
     if (too_big || too_old) {
       Status rolled = roll_locked(now);
-      if (!rolled.is_ok()) return fail(rolled);
+      if (!rolled.is_ok()) {
+        // A full disk while starting a segment is ENOSPC like any other: nothing of this batch
+        // was written, the log stays consistent, and writing resumes when space returns.
+        if (rolled.code() == ErrorCode::no_space) {
+          return Status(ErrorCode::no_space, label_ + ": disk full, message not stored: " + rolled.message());
+        }
+        return fail(rolled);
+      }
     }
     base = next_offset_;
     std::string_view batch = builder.finish(base);
@@ -417,6 +445,10 @@ Status PartitionLog::wait_durable(Offset target) {
     publish_high_watermark(durable);
     lock.lock();
   }
+  // Another appender's sync covered this batch, and that syncer may not have published the
+  // high watermark yet: publish it here, so an acknowledged batch is always readable.
+  lock.unlock();
+  publish_high_watermark(target);
   return Status::ok();
 }
 
@@ -479,8 +511,25 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
   std::size_t bytes = 0;
   bool stop = false;
   RecordDecoder decoder;
+  // Offsets that recovery found damaged or lost are reported, never skipped silently (a damaged
+  // range can end a segment, so the scanner alone would not see it).
+  auto damaged_offsets = [&](const Segment& segment, Offset offset) -> std::optional<Status> {
+    for (const DamagedRange& range : segment.damaged_ranges()) {
+      if (offset >= range.offset_begin && offset < range.offset_end) {
+        return Status(ErrorCode::corruption, label_ + ": offsets " + std::to_string(range.offset_begin) + " to " +
+                                                 std::to_string(range.offset_end) +
+                                                 " are damaged and not served; read on from offset " +
+                                                 std::to_string(range.offset_end));
+      }
+    }
+    return std::nullopt;
+  };
   for (const std::shared_ptr<Segment>& segment : segments_from(from)) {
     if (stop || next >= high_watermark || messages >= max_messages) break;
+    if (auto damaged = damaged_offsets(*segment, next)) {
+      if (messages > 0) return next;
+      return *damaged;
+    }
     if (segment->next_offset() <= next && segment->base_offset() < next) continue;
     MSGSTORE_RETURN_IF_ERROR(segment->ensure_indexes());
     // Damage ranges recovery found: skip batches wholly before the request, refuse the rest.
@@ -520,6 +569,20 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
         return Status(ErrorCode::corruption, label_ + ": " + decoded.message());
       }
       if (!stop) next = std::max(next, header.next_offset());
+    }
+    if (!stop && messages < max_messages && next < high_watermark) {
+      if (auto damaged = damaged_offsets(*segment, next)) {  // damage at the segment's end
+        if (messages > 0) return next;
+        return *damaged;
+      }
+    }
+    if (!stop && messages < max_messages && next < segment->next_offset() && next < high_watermark &&
+        segment->base_offset() <= next) {
+      // The segment ended before the offsets it is known to hold: never skip them silently.
+      if (messages > 0) return next;
+      return Status(ErrorCode::corruption, label_ + ": offsets " + std::to_string(next) + " to " +
+                                               std::to_string(segment->next_offset()) + " are missing from segment " +
+                                               std::to_string(segment->base_offset()) + " (file cut short)");
     }
   }
   return std::min(next, high_watermark);
@@ -657,7 +720,10 @@ Status PartitionLog::maintain() {
     const bool all_expired = !active_->empty() && options.max_age_ms > 0 && active_->max_timestamp_ms() < now - options.max_age_ms;
     if (too_old || all_expired) {
       Status rolled = roll_locked(now);
-      if (!rolled.is_ok()) return fail(rolled);
+      if (!rolled.is_ok()) {
+        if (rolled.code() == ErrorCode::no_space) return Status(ErrorCode::no_space, label_ + ": " + rolled.message());
+        return fail(rolled);
+      }
     }
   }
   if (options.fsync == FsyncPolicy::interval && now - last_sync_ms_.load() >= static_cast<TimestampMs>(options.fsync_interval_ms)) {
@@ -766,6 +832,10 @@ void PartitionLog::verify(VerifyReport& report) const {
       ++report.batches_checked;
       report.bytes_checked += header.batch_bytes;
       expected = header.next_offset();
+    }
+    if (expected < segment->next_offset() && segment->damaged_ranges().empty()) {
+      report.problems.push_back(label_ + " " + file_name + ": ends at offset " + std::to_string(expected) +
+                                " but should hold offsets up to " + std::to_string(segment->next_offset()));
     }
     for (const OffsetIndexEntry& entry : segment->offset_index_snapshot()) {
       ++report.index_entries_checked;

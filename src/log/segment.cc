@@ -149,19 +149,39 @@ Segment::Segment(FileSystem& file_system, std::filesystem::path directory, Offse
 Result<std::shared_ptr<Segment>> Segment::create(FileSystem& file_system, const std::filesystem::path& directory,
                                                  Offset base_offset, TimestampMs created_ms) {
   const auto path = segment_file_path(directory, base_offset, SegmentFileKind::log);
+  // On failure (ENOSPC, typically) leave no half-made segment behind: the caller may go on
+  // appending to the previous segment, and a stale segment file starting at this base would
+  // make the next recovery reuse those offsets.
+  auto abandon = [&](const Status& status) -> Status {
+    Status removed = Status::ok();
+    for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
+      Status one = file_system.remove(segment_file_path(directory, base_offset, kind));
+      if (removed.is_ok()) removed = one;
+    }
+    if (removed.is_ok()) removed = file_system.sync_directory(directory);
+    if (!removed.is_ok()) {
+      return Status(ErrorCode::io_error, status.message() + "; and removing the new segment failed: " + removed.message());
+    }
+    return status;
+  };
   auto file = file_system.open(path, OpenMode::create_truncate);
-  if (!file) return file.status();
+  if (!file) return abandon(file.status());
   char header[format::segment_header_bytes] = {};
   base::store_u32(header, format::segment_magic);
   base::store_u16(header + 4, format::segment_version);
   base::store_u64(header + 8, base_offset);
   base::store_i64(header + 16, created_ms);
   base::store_u32(header + format::segment_header_crc_position, base::crc32c(header, format::segment_header_crc_position));
-  MSGSTORE_RETURN_IF_ERROR((*file)->write_at(0, header, sizeof header));
-  MSGSTORE_RETURN_IF_ERROR((*file)->sync_data());
+  Status written = (*file)->write_at(0, header, sizeof header);
+  if (written.is_ok()) written = (*file)->sync_data();
+  if (!written.is_ok()) return abandon(written);
   std::shared_ptr<Segment> segment(new Segment(file_system, directory, base_offset, std::move(*file), created_ms));
   segment->indexes_loaded_ = true;
-  MSGSTORE_RETURN_IF_ERROR(segment->write_index_files());
+  Status indexed = segment->write_index_files();
+  if (!indexed.is_ok()) {
+    segment.reset();  // closes the files before they are removed
+    return abandon(indexed);
+  }
   return segment;
 }
 
@@ -222,10 +242,20 @@ Status Segment::load_indexes(std::uint64_t valid_bytes) {
     }
     times.push_back(decoded);
   }
-  // Time entries pair with offset entries; a sealed segment has one more, final entry. Keep
-  // only what the kept offset entries (and so the valid bytes) cover.
-  const bool sealed_whole = valid_bytes >= readable_bytes();
-  if (!sealed_whole) {
+  // Time entries pair with offset entries; a sealed segment has one more, final entry.
+  const Offset known_next = next_offset_.load();
+  const bool sealed = valid_bytes >= readable_bytes() && known_next > base_offset_;
+  if (sealed) {
+    // Its max timestamp is the segment's: without it the max would be understated and time
+    // lookups would skip the segment. Missing (or pointing elsewhere): rebuild.
+    const std::uint32_t last_relative = static_cast<std::uint32_t>(known_next - 1 - base_offset_);
+    if (times.empty() || times.back().relative_offset != last_relative ||
+        (!offsets.empty() && offsets.back().relative_offset > last_relative)) {
+      return Status(ErrorCode::corruption, "time index has no final entry");
+    }
+  } else {
+    // A tail (its end is not known yet): keep only what the kept offset entries, and so the
+    // valid bytes, cover. Entries beyond describe bytes that are gone or about to be rescanned.
     const std::uint32_t limit = offsets.empty() ? 0 : offsets.back().relative_offset;
     while (!times.empty() && (offsets.empty() || times.back().relative_offset > limit)) times.pop_back();
   }
@@ -291,6 +321,9 @@ BatchScanner::Step Segment::scan_from(std::uint64_t position, Offset expected_of
   }
   BatchScanner scanner(*log_file_, position, *file_size);
   next_offset_ = expected_offset;
+  // Resuming after damage (not at an indexed batch): index the first batch, so that reads of
+  // the offsets from here on start here instead of running into the damage before it.
+  bool force_index = any_indexed_ && position != last_indexed_position_;
   while (true) {
     BatchScanner::Step step = scanner.next(/*verify_body=*/true);
     if (step == BatchScanner::Step::batch && scanner.header().base_offset < expected_offset) {
@@ -300,9 +333,12 @@ BatchScanner::Step Segment::scan_from(std::uint64_t position, Offset expected_of
       stop_position = scanner.position();
       error = scanner.error();
       size_bytes_ = stop_position;
+      // The entries up to here are re-derived from the log: the index files are not needed.
+      if (step != BatchScanner::Step::io_error) indexes_loaded_ = true;
       return step;
     }
-    index_batch(scanner.header(), scanner.position(), /*write_files=*/false);
+    index_batch(scanner.header(), scanner.position(), /*write_files=*/false, force_index);
+    force_index = false;
     expected_offset = scanner.header().next_offset();
     next_offset_ = expected_offset;
     size_bytes_ = scanner.next_position();
@@ -361,11 +397,11 @@ std::vector<DamagedRange> Segment::damaged_ranges() const {
   return damaged_ranges_;
 }
 
-void Segment::index_batch(const BatchHeader& header, std::uint64_t position, bool write_files) {
+void Segment::index_batch(const BatchHeader& header, std::uint64_t position, bool write_files, bool force) {
   TimestampMs previous_max = max_timestamp_ms_.load(std::memory_order_relaxed);
   TimestampMs new_max = std::max(previous_max, header.max_timestamp_ms);
   if (first_timestamp_ms_.load(std::memory_order_relaxed) == no_timestamp) first_timestamp_ms_ = header.first_timestamp_ms;
-  if (!any_indexed_ || position - last_indexed_position_ >= limits::index_interval_bytes) {
+  if (!any_indexed_ || force || position - last_indexed_position_ >= limits::index_interval_bytes) {
     OffsetIndexEntry offset_entry{static_cast<std::uint32_t>(header.base_offset - base_offset_),
                                   static_cast<std::uint32_t>(position)};
     TimeIndexEntry time_entry{new_max, offset_entry.relative_offset};
@@ -440,19 +476,41 @@ Status Segment::ensure_indexes() {
   if (indexes_loaded()) return Status::ok();
   std::lock_guard lock(lazy_load_mutex_);
   if (indexes_loaded()) return Status::ok();
-  const Offset sealed_next = next_offset_.load();
-  const TimestampMs sealed_max = max_timestamp_ms_.load();
   if (load_indexes(readable_bytes()).is_ok()) return Status::ok();
-  // Damaged or missing: rebuild from the log, which is the truth.
-  reset_indexes();
-  std::uint64_t stop = 0;
-  Status error;
-  BatchScanner::Step step = scan_from(format::segment_header_bytes, base_offset_, stop, error);
-  if (step == BatchScanner::Step::io_error) return error;
-  if (next_offset_.load() != sealed_next) {
-    // Damage inside a sealed segment: keep the offsets and size recovery established.
-    next_offset_ = sealed_next;
-    max_timestamp_ms_ = std::max(max_timestamp_ms_.load(), sealed_max);
+  // Damaged or missing: rebuild the entries from the log, which is the truth. Readers may be
+  // using this sealed segment meanwhile, so the bounds recovery established (size, next
+  // offset) stay as they are, and the max timestamp only grows.
+  {
+    std::unique_lock index_lock(index_mutex_);
+    offset_index_.clear();
+    time_index_.clear();
+  }
+  any_indexed_ = false;
+  last_indexed_position_ = 0;
+  const Offset sealed_next = next_offset_.load();
+  const std::uint64_t end = readable_bytes();
+  BatchScanner scanner(*log_file_, format::segment_header_bytes, end);
+  Offset expected = base_offset_;
+  while (true) {
+    const BatchScanner::Step step = scanner.next(/*verify_body=*/true);
+    if (step == BatchScanner::Step::io_error) return scanner.error();
+    if (step != BatchScanner::Step::batch || scanner.header().base_offset < expected) break;
+    index_batch(scanner.header(), scanner.position(), /*write_files=*/false);
+    expected = scanner.header().next_offset();
+  }
+  const std::uint64_t stop = scanner.position();
+  if (stop < end || expected < sealed_next) {
+    // Damaged, or shorter than the offsets it is known to hold: reads that reach the damage
+    // get an error naming it, verify reports it, and nothing after it is served.
+    add_damaged_range({stop, end, expected, std::max(expected, sealed_next)});
+  } else if (expected > base_offset_) {
+    // Whole: add the final time entry as seal() does, so the next open reads the max cheaply.
+    std::unique_lock index_lock(index_mutex_);
+    const TimeIndexEntry final_entry{max_timestamp_ms_.load(), static_cast<std::uint32_t>(expected - 1 - base_offset_)};
+    if (time_index_.empty() || time_index_.back().relative_offset != final_entry.relative_offset ||
+        time_index_.back().max_timestamp_ms != final_entry.max_timestamp_ms) {
+      time_index_.push_back(final_entry);
+    }
   }
   indexes_loaded_ = true;
   (void)write_index_files();

@@ -106,7 +106,8 @@ class Segment {
   Status load_seal_summary(Offset next_offset);
   // Scans from `position` (a batch start, with indexes valid before it) and re-derives
   // indexes, next offset and timestamps. Stops at the first invalid batch and returns its
-  // position in `stop_position`, plus what stopped the scan.
+  // position in `stop_position`, plus what stopped the scan. Unless an I/O error stopped it,
+  // the indexes then count as loaded (they were derived from the log).
   BatchScanner::Step scan_from(std::uint64_t position, Offset expected_offset, std::uint64_t& stop_position,
                                Status& error);
   // Starts from an empty index and a rescan from the header (after a failed load_indexes).
@@ -128,7 +129,8 @@ class Segment {
   Status seal();
 
   // ---- Lookups (any thread) ----
-  // Ensures indexes are loaded for a sealed segment (lazy; rebuilds them if damaged).
+  // Ensures indexes are loaded for a sealed segment (lazy; rebuilds them if damaged, without
+  // changing the segment's size or next offset; damage the rebuild meets becomes a damaged range).
   Status ensure_indexes();
   // Position of the last indexed batch whose base offset <= target (the header if none).
   std::uint64_t position_for_offset(Offset target) const;
@@ -141,7 +143,8 @@ class Segment {
  private:
   Segment(FileSystem& file_system, std::filesystem::path directory, Offset base_offset,
           std::unique_ptr<File> log_file, TimestampMs created_ms);
-  void index_batch(const BatchHeader& header, std::uint64_t position, bool write_files);
+  // `force` indexes this batch even within index_interval_bytes of the last entry.
+  void index_batch(const BatchHeader& header, std::uint64_t position, bool write_files, bool force = false);
 
   FileSystem& file_system_;
   const std::filesystem::path directory_;

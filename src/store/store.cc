@@ -172,7 +172,8 @@ void StoreImpl::maintenance_loop() {
   std::unique_lock lock(maintenance_mutex_);
   while (!closed_) {
     auto period = options_.maintenance_period;
-    for (const auto& [name, stream] : *streams()) {
+    const auto table = streams();  // held: a range-for over *streams() would free the table mid-loop
+    for (const auto& [name, stream] : *table) {
       if (stream->config.fsync == FsyncPolicy::interval) {
         period = std::min(period, std::chrono::milliseconds(std::max<std::uint32_t>(1, stream->config.fsync_interval_ms)));
       }
@@ -189,7 +190,8 @@ void StoreImpl::maintenance_loop() {
 Status StoreImpl::run_maintenance() {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
   Status first_error;
-  for (const auto& [name, stream] : *streams()) {
+  const auto table = streams();  // held for the loop (see maintenance_loop)
+  for (const auto& [name, stream] : *table) {
     for (const auto& partition : stream->partitions) {
       Status status = partition->maintain();
       if (!status.is_ok() && first_error.is_ok()) first_error = status;
@@ -199,8 +201,10 @@ Status StoreImpl::run_maintenance() {
 }
 
 void StoreImpl::notify_data() {
-  data_generation_.fetch_add(1, std::memory_order_acq_rel);
-  if (data_waiters_.load(std::memory_order_acquire) > 0) {
+  // seq_cst on both sides (here and in wait_for_data): with weaker orders a waiter could
+  // miss the new generation while this thread misses the waiter (store-buffer reordering).
+  data_generation_.fetch_add(1);
+  if (data_waiters_.load() > 0) {
     std::lock_guard lock(data_mutex_);
     data_arrived_.notify_all();
   }
@@ -228,6 +232,12 @@ Status StoreImpl::create_stream(const StreamConfig& config) {
   }
   const auto streams_directory = directory_ / streams_directory_name;
   const auto stream_directory = streams_directory / config.name;
+  // A directory with metadata is a stream that open() could not open (verify reports why):
+  // never delete its data to make room for a new one.
+  if (file_system_->exists(stream_directory / stream_meta_name)) {
+    return Status(ErrorCode::stream_exists, "stream directory '" + config.name +
+                                                "' exists but could not be opened (see verify); remove it by hand first");
+  }
   // Leftovers of a crashed creation are removed on open; a stale one here is removed too.
   MSGSTORE_RETURN_IF_ERROR(file_system_->remove_all(stream_directory));
   MSGSTORE_RETURN_IF_ERROR(file_system_->create_directories(stream_directory));
@@ -282,11 +292,13 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
 
 std::vector<StreamConfig> StoreImpl::list_streams() const {
   std::vector<StreamConfig> result;
-  for (const auto& [name, stream] : *streams()) result.push_back(stream->config);
+  const auto table = streams();  // held for the loop (see maintenance_loop)
+  for (const auto& [name, stream] : *table) result.push_back(stream->config);
   return result;
 }
 
 Result<StreamInfo> StoreImpl::describe_stream(std::string_view name) const {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
   auto table = streams();
   auto found = table->find(name);
   if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + std::string(name) + "' does not exist");
@@ -461,6 +473,7 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
 
 // ---- Reading ----------------------------------------------------------------------------------
 Result<std::shared_ptr<log::PartitionLog>> StoreImpl::partition(std::string_view stream, std::uint32_t partition) const {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
   auto table = streams();
   auto found = table->find(stream);
   if (found == table->end()) return Status(ErrorCode::stream_not_found, "stream '" + std::string(stream) + "' does not exist");
@@ -478,7 +491,6 @@ Result<ReadResult> StoreImpl::read(std::string_view stream, std::uint32_t partit
   if (!log) return log.status();
   ReadResult result;
   result.log_start_offset = (*log)->log_start_offset();
-  result.high_watermark = (*log)->high_watermark();
   const std::size_t max_messages = std::clamp<std::size_t>(options.max_messages, 1, limits::read_messages_max);
   const std::size_t max_bytes = std::clamp<std::size_t>(options.max_bytes, 1, limits::read_bytes_max);
   auto next = (*log)->scan(from, max_messages, max_bytes, [&](const MessageView& message) {
@@ -487,6 +499,8 @@ Result<ReadResult> StoreImpl::read(std::string_view stream, std::uint32_t partit
   });
   if (!next) return next.status();
   result.next_offset = *next;
+  // Loaded after the scan: appends during it must not leave next_offset past the watermark.
+  result.high_watermark = (*log)->high_watermark();
   return result;
 }
 
@@ -519,6 +533,7 @@ Result<Offset> StoreImpl::resolve_start(std::string_view stream, std::uint32_t p
 }
 
 Result<VerifyReport> StoreImpl::verify(std::string_view stream) const {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
   VerifyReport report;
   auto table = streams();
   if (!stream.empty() && !table->count(stream)) {

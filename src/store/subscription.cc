@@ -3,6 +3,7 @@
 // the watermark to move), so the switch from history to live can neither skip nor repeat a
 // message. The only buffer is one read step (batch_messages_max), so a slow handler costs
 // memory for that step alone and never holds up publishers; it simply lags, reading from disk.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -36,7 +37,7 @@ class SubscriptionImpl final : public Subscription {
       for (std::uint32_t partition = 0; partition < stream->partitions.size(); ++partition) {
         auto offset = store_->resolve_start(name, partition, options_.start);
         if (!offset) return offset.status();
-        cursors_[{name, partition}] = *offset;
+        cursors_[{name, partition}] = Cursor{stream->partitions[partition], *offset};
       }
     }
     thread_ = std::thread([this] { run(); });
@@ -92,13 +93,15 @@ class SubscriptionImpl final : public Subscription {
         if (!wanted(name) || cancelled_.load()) continue;
         for (std::uint32_t partition = 0; partition < stream->partitions.size(); ++partition) {
           const auto& log = stream->partitions[partition];
-          auto [cursor, inserted] = cursors_.try_emplace({name, partition}, log->log_start_offset());
-          Offset& next = cursor->second;
+          auto [cursor, inserted] = cursors_.try_emplace({name, partition}, Cursor{log, log->log_start_offset()});
+          // A stream deleted and re-created under the same name (between two looks at the
+          // table) is a new log: read it from its beginning, not from the old log's cursor.
+          if (cursor->second.log != log) cursor->second = Cursor{log, log->log_start_offset()};
+          Offset& next = cursor->second.next;
           if (next < log->log_start_offset()) {
             skipped_ += log->log_start_offset() - next;  // retention removed them first
             next = log->log_start_offset();
           }
-          if (next > log->high_watermark()) next = log->log_start_offset();  // the stream was recreated
           if (next >= log->high_watermark()) continue;
           auto result = log->scan(next, batch, limits::subscription_read_bytes_max, [&](const MessageView& message) {
             if (cancelled_.load()) return false;
@@ -130,7 +133,11 @@ class SubscriptionImpl final : public Subscription {
   std::shared_ptr<StoreImpl> store_;
   SubscribeOptions options_;
   SubscriptionHandler handler_;
-  std::map<std::pair<std::string, std::uint32_t>, Offset> cursors_;  // owned by the delivery thread
+  struct Cursor {
+    std::shared_ptr<log::PartitionLog> log;  // which log the offset belongs to
+    Offset next = 0;
+  };
+  std::map<std::pair<std::string, std::uint32_t>, Cursor> cursors_;  // owned by the delivery thread
   std::atomic<bool> cancelled_{false};
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> skipped_{0};

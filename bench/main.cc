@@ -1,0 +1,461 @@
+// msgstore_bench: msgstore against SQLite and the bare disk, in one run on one machine.
+//
+// Workloads (goal numbers are the acceptance criteria in bench/README.md):
+//   1. publish, batches of 100, one durable commit per batch, one thread
+//      vs SQLite WAL synchronous=FULL, 100 rows per transaction (>= 3x)
+//      vs write()+fdatasync of the same bytes per batch (>= 0.6x)
+//   2. publish, batches of 1000, fsync=never vs SQLite synchronous=NORMAL, 1000 rows/txn (>= 10x)
+//   3. 16 threads publishing single messages, fsync=always (group commit)
+//      vs 16 SQLite connections, synchronous=FULL, one row per transaction (>= 5x)
+//   4. sequential replay of workload 2's data: one Store::scan over everything vs one SQLite
+//      SELECT ... ORDER BY seq over everything (>= 3x)
+//   5. resident memory of a child process publishing 5 GiB (< 256 MiB)
+// Every run has a message count and a time limit and its own scratch directory, removed after.
+// Progress goes to stderr; the Markdown report to stdout and to --output.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "harness.h"
+#include "memory_workload.h"
+#include "msgstore_workloads.h"
+#include "raw_io_workloads.h"
+#include "report.h"
+#include "sqlite_workloads.h"
+
+namespace msgstore::bench {
+namespace {
+
+constexpr std::array<std::size_t, 2> payload_sizes = {100, 1024};
+constexpr unsigned concurrent_threads = 16;
+constexpr std::size_t small_batch_messages = 100;
+constexpr std::size_t large_batch_messages = 1000;
+constexpr std::uint64_t memory_limit_bytes = 256ull * 1024 * 1024;
+constexpr std::uint64_t calibration_batches = 200;
+
+struct Options {
+  bool quick = false;
+  unsigned repetitions = 5;
+  std::string directory = "bench/results/tmp";
+  std::string output;
+  std::string label = "unlabelled";
+  std::string workloads = "1,2,3,4,5";
+  std::string systems = "msgstore,sqlite,raw";  // fewer only for profiling one side
+  bool page_cache_warmup = true;
+};
+
+// Message counts and time limits for one mode. Counts are per run.
+struct Plan {
+  std::uint64_t small_batch_messages_100_bytes, small_batch_messages_1_kib;
+  double small_batch_seconds;
+  std::uint64_t large_batch_messages_100_bytes, large_batch_messages_1_kib;
+  double large_batch_seconds;
+  std::uint64_t concurrent_msgstore_messages, concurrent_sqlite_messages, single_thread_sqlite_messages;
+  double concurrent_seconds;
+  double replay_seconds;
+  std::uint64_t memory_payload_bytes;
+  double memory_seconds;
+
+  std::uint64_t small_batch_messages_for(std::size_t payload_bytes) const {
+    return payload_bytes < 1024 ? small_batch_messages_100_bytes : small_batch_messages_1_kib;
+  }
+  std::uint64_t large_batch_messages_for(std::size_t payload_bytes) const {
+    return payload_bytes < 1024 ? large_batch_messages_100_bytes : large_batch_messages_1_kib;
+  }
+};
+
+Plan make_plan(bool quick) {
+  if (quick) {
+    return Plan{20'000, 10'000, 3, 100'000, 30'000, 3, 20'000, 2'000, 1'000, 2, 10, 512ull << 20, 120};
+  }
+  return Plan{500'000, 200'000, 15, 2'000'000, 500'000, 20, 300'000, 100'000, 30'000, 8, 30, 5ull << 30, 600};
+}
+
+// Every series of one payload size.
+struct SizeSeries {
+  std::size_t payload_bytes = 0;
+  std::uint64_t raw_batch_bytes = 0;  // msgstore's bytes per batch of 100, from calibration
+  Series small_batch_msgstore, small_batch_sqlite, small_batch_raw;
+  Series large_batch_msgstore, large_batch_sqlite;
+  Series concurrent_msgstore, concurrent_sqlite, single_thread_sqlite;
+  Series replay_msgstore_scan, replay_msgstore_pages, replay_sqlite_scan, replay_sqlite_pages;
+  std::uint64_t checksum_comparisons = 0;
+  std::uint64_t checksum_mismatches = 0;
+};
+
+void initialise(SizeSeries& series, std::size_t payload_bytes) {
+  series.payload_bytes = payload_bytes;
+  auto set = [payload_bytes](Series& target, const char* system, const char* workload) {
+    target.system = system;
+    target.workload = workload;
+    target.payload_bytes = payload_bytes;
+  };
+  set(series.small_batch_msgstore, "msgstore", "publish_batch of 100, fsync=always, 1 thread (D2)");
+  set(series.small_batch_sqlite, "SQLite", "WAL, synchronous=FULL, 100 rows/transaction (D2)");
+  set(series.small_batch_raw, "write+fdatasync", "one write() of msgstore's batch bytes + fdatasync per 100 messages (D2)");
+  set(series.large_batch_msgstore, "msgstore", "publish_batch of 1000, fsync=never, 1 thread (D1)");
+  set(series.large_batch_sqlite, "SQLite", "WAL, synchronous=NORMAL, 1000 rows/transaction (D1)");
+  set(series.concurrent_msgstore, "msgstore", "16 threads, single publish, fsync=always, group commit (D2)");
+  set(series.concurrent_sqlite, "SQLite", "16 threads/connections, synchronous=FULL, 1 row/transaction (D2)");
+  set(series.single_thread_sqlite, "SQLite", "1 thread, synchronous=FULL, 1 row/transaction (D2)");
+  set(series.replay_msgstore_scan, "msgstore", "replay: one Store::scan over everything");
+  set(series.replay_msgstore_pages, "msgstore", "replay: Store::scan calls of 1000");
+  set(series.replay_sqlite_scan, "SQLite", "replay: one SELECT ... ORDER BY seq over everything");
+  set(series.replay_sqlite_pages, "SQLite", "replay: paged SELECT ... seq > ? ORDER BY seq LIMIT 1000");
+}
+
+void progress(const Series& series, const RunResult& run) {
+  if (run.ok()) {
+    std::fprintf(stderr, "  %-16s %-5zu B %-70s %10s msgs/s  (%llu msgs, %.2f s%s)\n", series.system.c_str(),
+                 series.payload_bytes, series.workload.c_str(), format_rate(run.messages_per_second()).c_str(),
+                 static_cast<unsigned long long>(run.messages), run.elapsed_seconds, run.time_bound_hit ? ", time bound" : "");
+  } else {
+    std::fprintf(stderr, "  %-16s %-5zu B %-70s FAILED: %s\n", series.system.c_str(), series.payload_bytes,
+                 series.workload.c_str(), run.error.c_str());
+  }
+}
+
+// Writes back what earlier runs left dirty, so that no run pays for another's writeback.
+void settle_disk() { ::sync(); }
+
+// Page cache a run may fill: its messages at a generous per-message overhead, capped.
+std::uint64_t warmup_bytes_for(std::uint64_t messages, std::size_t payload_bytes) {
+  constexpr std::uint64_t per_message_overhead_bytes = 96;
+  constexpr std::uint64_t warmup_bytes_max = 2ull << 30;
+  return std::min<std::uint64_t>(warmup_bytes_max, messages * (payload_bytes + per_message_overhead_bytes) * 5 / 4 + (32ull << 20));
+}
+
+std::string utc_now(const char* pattern) {
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char text[64];
+  std::strftime(text, sizeof text, pattern, &parts);
+  return text;
+}
+
+// Runs the steps of one workload in an order rotated by the repetition number.
+void run_rotated(unsigned repetition, const std::vector<std::function<void()>>& steps) {
+  for (std::size_t index = 0; index < steps.size(); ++index) steps[(index + repetition) % steps.size()]();
+}
+
+class Benchmark {
+ public:
+  Benchmark(Options options, Plan plan) : options_(std::move(options)), plan_(plan) {}
+
+  bool wants(int workload) const { return selected_.count(workload) > 0; }
+  bool runs(const char* system) const { return ("," + options_.systems + ",").find(std::string(",") + system + ",") != std::string::npos; }
+
+  std::string parse_workloads() {
+    std::istringstream list(options_.workloads);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      if (item.size() != 1 || item[0] < '1' || item[0] > '5') return "--workloads takes numbers 1 to 5, e.g. 1,3";
+      selected_.insert(item[0] - '0');
+    }
+    return {};
+  }
+
+  void calibrate(SizeSeries& series, const PayloadSource& payloads) {
+    ScratchDirectory scratch(options_.directory, "calibrate");
+    const RunLimits limits{calibration_batches * small_batch_messages, 60};
+    MsgstorePublishRun run = msgstore_publish(scratch.path(), payloads, small_batch_messages, FsyncPolicy::never, limits,
+                                              /*replay_after=*/false, limits);
+    if (run.publish.ok() && run.batches > 0) series.raw_batch_bytes = run.publish.bytes_written / run.batches;
+    std::fprintf(stderr, "calibration %zu B: msgstore writes %llu bytes per batch of %zu\n", series.payload_bytes,
+                 static_cast<unsigned long long>(series.raw_batch_bytes), small_batch_messages);
+  }
+
+  // Before every timed run: write back what is dirty, then make the page cache the run will
+  // fill resident again (harness.h, warm_page_cache).
+  void prepare(const ScratchDirectory& scratch, std::uint64_t messages, std::size_t payload_bytes) {
+    settle_disk();
+    if (options_.page_cache_warmup) warm_page_cache(scratch.path(), warmup_bytes_for(messages, payload_bytes));
+  }
+
+  void run_repetition(unsigned repetition, SizeSeries& series, const PayloadSource& payloads) {
+    const std::size_t payload_bytes = series.payload_bytes;
+    auto record = [](Series& target, const RunResult& run) {
+      target.runs.push_back(run);
+      progress(target, run);
+    };
+    if (wants(1)) {
+      const RunLimits limits{plan_.small_batch_messages_for(payload_bytes), plan_.small_batch_seconds};
+      run_rotated(repetition, {
+          [&] {
+            if (!runs("msgstore")) return;
+            ScratchDirectory scratch(options_.directory, "w1-msgstore");
+            prepare(scratch, limits.messages_max, payload_bytes);
+            record(series.small_batch_msgstore, msgstore_publish(scratch.path(), payloads, small_batch_messages, FsyncPolicy::always,
+                                                                 limits, false, limits).publish);
+          },
+          [&] {
+            if (!runs("sqlite")) return;
+            ScratchDirectory scratch(options_.directory, "w1-sqlite");
+            prepare(scratch, limits.messages_max, payload_bytes);
+            record(series.small_batch_sqlite, sqlite_publish(scratch.path(), payloads, small_batch_messages, SqliteSynchronous::full,
+                                                             limits, false, limits).insert);
+          },
+          [&] {
+            if (!runs("raw")) return;
+            ScratchDirectory scratch(options_.directory, "w1-raw");
+            prepare(scratch, limits.messages_max, payload_bytes);
+            RunResult run;
+            if (series.raw_batch_bytes == 0) {
+              run.error = "no calibration of msgstore's batch bytes";
+            } else {
+              run = raw_append_and_sync(scratch.path(), payloads, series.raw_batch_bytes, small_batch_messages, limits);
+            }
+            record(series.small_batch_raw, run);
+          },
+      });
+    }
+    if (wants(2) || wants(4)) {
+      const RunLimits limits{plan_.large_batch_messages_for(payload_bytes), plan_.large_batch_seconds};
+      const RunLimits replay_limits{UINT64_MAX, plan_.replay_seconds};
+      const bool replay = wants(4);
+      std::uint64_t msgstore_checksum = 0, sqlite_checksum = 0, msgstore_count = 0, sqlite_count = 0;
+      run_rotated(repetition, {
+          [&] {
+            if (!runs("msgstore")) return;
+            ScratchDirectory scratch(options_.directory, "w2-msgstore");
+            prepare(scratch, limits.messages_max, payload_bytes);
+            MsgstorePublishRun run = msgstore_publish(scratch.path(), payloads, large_batch_messages, FsyncPolicy::never, limits,
+                                                      replay, replay_limits);
+            record(series.large_batch_msgstore, run.publish);
+            if (replay && run.publish.ok()) {
+              record(series.replay_msgstore_scan, run.replay_single_scan);
+              record(series.replay_msgstore_pages, run.replay_pages_of_1000);
+              msgstore_checksum = run.replay_single_scan.payload_checksum;
+              msgstore_count = run.replay_single_scan.messages;
+            }
+          },
+          [&] {
+            if (!runs("sqlite")) return;
+            ScratchDirectory scratch(options_.directory, "w2-sqlite");
+            prepare(scratch, limits.messages_max, payload_bytes);
+            SqlitePublishRun run = sqlite_publish(scratch.path(), payloads, large_batch_messages, SqliteSynchronous::normal, limits,
+                                                  replay, replay_limits);
+            record(series.large_batch_sqlite, run.insert);
+            if (replay && run.insert.ok()) {
+              record(series.replay_sqlite_scan, run.replay_single_scan);
+              record(series.replay_sqlite_pages, run.replay_pages_of_1000);
+              sqlite_checksum = run.replay_single_scan.payload_checksum;
+              sqlite_count = run.replay_single_scan.messages;
+            }
+          },
+      });
+      if (replay && msgstore_count > 0 && msgstore_count == sqlite_count) {
+        ++series.checksum_comparisons;
+        if (msgstore_checksum != sqlite_checksum) ++series.checksum_mismatches;
+      }
+    }
+    if (wants(3)) {
+      run_rotated(repetition, {
+          [&] {
+            if (!runs("msgstore")) return;
+            ScratchDirectory scratch(options_.directory, "w3-msgstore");
+            prepare(scratch, plan_.concurrent_msgstore_messages, payload_bytes);
+            record(series.concurrent_msgstore,
+                   msgstore_concurrent_publish(scratch.path(), payloads, concurrent_threads, FsyncPolicy::always,
+                                               RunLimits{plan_.concurrent_msgstore_messages, plan_.concurrent_seconds}));
+          },
+          [&] {
+            if (!runs("sqlite")) return;
+            ScratchDirectory scratch(options_.directory, "w3-sqlite");
+            prepare(scratch, plan_.concurrent_sqlite_messages, payload_bytes);
+            record(series.concurrent_sqlite,
+                   sqlite_concurrent_publish(scratch.path(), payloads, concurrent_threads, SqliteSynchronous::full,
+                                             RunLimits{plan_.concurrent_sqlite_messages, plan_.concurrent_seconds}));
+          },
+          [&] {
+            if (!runs("sqlite")) return;
+            ScratchDirectory scratch(options_.directory, "w3-sqlite-1");
+            prepare(scratch, plan_.single_thread_sqlite_messages, payload_bytes);
+            record(series.single_thread_sqlite,
+                   sqlite_concurrent_publish(scratch.path(), payloads, 1, SqliteSynchronous::full,
+                                             RunLimits{plan_.single_thread_sqlite_messages, plan_.concurrent_seconds / 2}));
+          },
+      });
+    }
+  }
+
+  int run() {
+    std::fprintf(stderr, "msgstore_bench: %s mode, %u repetitions, workloads %s\n", options_.quick ? "quick" : "full",
+                 options_.repetitions, options_.workloads.c_str());
+    std::error_code error;
+    std::filesystem::create_directories(options_.directory, error);
+    if (error) {
+      std::fprintf(stderr, "cannot create --dir: %s\n", error.message().c_str());
+      return 2;
+    }
+    std::vector<SizeSeries> sizes(payload_sizes.size());
+    std::vector<PayloadSource> payloads;
+    for (std::size_t index = 0; index < payload_sizes.size(); ++index) {
+      initialise(sizes[index], payload_sizes[index]);
+      payloads.emplace_back(payload_sizes[index]);
+      if (wants(1) && runs("raw")) calibrate(sizes[index], payloads[index]);
+    }
+    const auto begin = SteadyClock::now();
+    for (unsigned repetition = 0; repetition < options_.repetitions; ++repetition) {
+      for (std::size_t index = 0; index < sizes.size(); ++index) {
+        std::fprintf(stderr, "repetition %u/%u, payload %zu B (%.0f s so far)\n", repetition + 1, options_.repetitions,
+                     sizes[index].payload_bytes, seconds_between(begin, SteadyClock::now()));
+        run_repetition(repetition, sizes[index], payloads[index]);
+      }
+    }
+    MemoryGoal memory;
+    memory.limit_bytes = memory_limit_bytes;
+    if (wants(5)) {
+      memory.requested = true;
+      std::fprintf(stderr, "memory: publishing %.1f GiB in a child process\n",
+                   static_cast<double>(plan_.memory_payload_bytes) / (1 << 30));
+      settle_disk();
+      memory.run = measure_publish_memory(options_.directory, plan_.memory_payload_bytes, plan_.memory_seconds);
+      std::fprintf(stderr, "memory: %s\n",
+                   !memory.run.skipped_reason.empty() ? ("SKIPPED: " + memory.run.skipped_reason).c_str()
+                   : !memory.run.error.empty()       ? ("FAILED: " + memory.run.error).c_str()
+                                                     : ("VmHWM " + std::to_string(memory.run.high_water_rss_kib) + " KiB").c_str());
+    }
+    const double total_seconds = seconds_between(begin, SteadyClock::now());
+    return report(sizes, memory, total_seconds);
+  }
+
+ private:
+  int report(std::vector<SizeSeries>& sizes, const MemoryGoal& memory, double total_seconds) {
+    std::vector<Goal> goals, informational;
+    std::vector<const Series*> details;
+    ReportContext context;
+    for (SizeSeries& series : sizes) {
+      if (wants(1)) {
+        goals.push_back({"1a", "publish, batches of 100, fsync=always, 1 thread", &series.small_batch_msgstore,
+                         &series.small_batch_sqlite, 3.0});
+        goals.push_back({"1b", "publish, batches of 100, fsync=always, 1 thread", &series.small_batch_msgstore,
+                         &series.small_batch_raw, 0.6});
+        for (const Series* item : {&series.small_batch_msgstore, &series.small_batch_sqlite, &series.small_batch_raw}) details.push_back(item);
+        context.notes.push_back(std::to_string(series.payload_bytes) + " B: msgstore writes " +
+                                std::to_string(series.raw_batch_bytes) + " bytes of segment log per batch of 100 (" +
+                                std::to_string(series.raw_batch_bytes / small_batch_messages) +
+                                " per message); the write+fdatasync loop writes exactly that per batch.");
+      }
+      if (wants(2)) {
+        goals.push_back({"2", "publish, batches of 1000, fsync=never, 1 thread", &series.large_batch_msgstore,
+                         &series.large_batch_sqlite, 10.0});
+        for (const Series* item : {&series.large_batch_msgstore, &series.large_batch_sqlite}) details.push_back(item);
+      }
+      if (wants(3)) {
+        goals.push_back({"3", "16 threads, single-message publish, fsync=always", &series.concurrent_msgstore,
+                         &series.concurrent_sqlite, 5.0});
+        informational.push_back({"3 (info)", "16 threads, single-message publish, fsync=always", &series.concurrent_msgstore,
+                                 &series.single_thread_sqlite, 5.0});
+        for (const Series* item : {&series.concurrent_msgstore, &series.concurrent_sqlite, &series.single_thread_sqlite}) details.push_back(item);
+      }
+      if (wants(4)) {
+        goals.push_back({"4", "sequential replay, one pass over everything", &series.replay_msgstore_scan,
+                         &series.replay_sqlite_scan, 3.0});
+        informational.push_back({"4 (info)", "sequential replay in pages of 1000", &series.replay_msgstore_pages,
+                                 &series.replay_sqlite_pages, 3.0});
+        for (const Series* item : {&series.replay_msgstore_scan, &series.replay_msgstore_pages, &series.replay_sqlite_scan,
+                                   &series.replay_sqlite_pages}) {
+          details.push_back(item);
+        }
+        context.notes.push_back(std::to_string(series.payload_bytes) + " B replay cross-check: " +
+                                std::to_string(series.checksum_comparisons - series.checksum_mismatches) + " of " +
+                                std::to_string(series.checksum_comparisons) +
+                                " repetitions read identical payload checksums from msgstore and SQLite.");
+      }
+    }
+    // Goals sorted by number, then payload size.
+    std::stable_sort(goals.begin(), goals.end(), [](const Goal& left, const Goal& right) { return left.id < right.id; });
+    std::stable_sort(informational.begin(), informational.end(), [](const Goal& left, const Goal& right) { return left.id < right.id; });
+
+    context.title_date = utc_now("%Y-%m-%d %H:%M UTC");
+    context.label = options_.label;
+    context.mode = options_.quick ? "quick" : "full";
+    context.repetitions = options_.repetitions;
+    context.machine = describe_machine(options_.directory);
+    context.command = std::string("msgstore_bench") + (options_.quick ? " --quick" : "") + " --repetitions " +
+                      std::to_string(options_.repetitions) + " --label " + options_.label +
+                      (options_.workloads != "1,2,3,4,5" ? " --workloads " + options_.workloads : "") +
+                      (options_.systems != "msgstore,sqlite,raw" ? " --systems " + options_.systems : "") +
+                      (options_.page_cache_warmup ? "" : " --no-page-cache-warmup");
+    context.notes.push_back("Durability classes: D2 = acknowledged after fdatasync; D1 = acknowledged after write() "
+                            "(msgstore fsync=never; SQLite synchronous=NORMAL in WAL mode syncs only at checkpoints).");
+    context.notes.push_back("Replay (goal 4) reads the data workload 2 just wrote, from the page cache; SQLite's WAL is "
+                            "checkpointed (untimed) first. The goal compares one pass with one pass: a single Store::scan "
+                            "against a single SELECT ... WHERE stream=? ORDER BY seq; the paged variants are information.");
+    context.notes.push_back(options_.page_cache_warmup
+                                ? "Before every run, a file as large as the page cache the run will fill is written and "
+                                  "deleted (untimed), so runs write into guest-resident memory; see bench/README.md."
+                                : "No page cache warm-up (--no-page-cache-warmup): runs may write into memory the "
+                                  "hypervisor reclaimed, at the speed of host page faults.");
+    context.notes.push_back("Every run starts after sync(2) in a fresh directory that is removed afterwards. "
+                            "msgs/s counts messages (rows) completed inside the timed region; opening, creating and "
+                            "closing are outside it. CPU us/msg is process CPU (all threads) per message.");
+    context.notes.push_back("Total benchmark time: " + std::to_string(static_cast<int>(total_seconds)) + " s.");
+
+    bool all_passed = false;
+    const std::string text = render_report(context, goals, informational, memory, details, all_passed);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (!options_.output.empty()) {
+      std::error_code error;
+      const std::filesystem::path output(options_.output);
+      if (output.has_parent_path()) std::filesystem::create_directories(output.parent_path(), error);
+      std::ofstream file(output, std::ios::binary | std::ios::trunc);
+      file << text;
+      if (!file) {
+        std::fprintf(stderr, "could not write --output\n");
+        return 2;
+      }
+    }
+    return all_passed ? 0 : 1;
+  }
+
+  Options options_;
+  Plan plan_;
+  std::set<int> selected_;
+};
+
+}  // namespace
+}  // namespace msgstore::bench
+
+int main(int argc, char** argv) {
+  using namespace msgstore::bench;
+  if (argc >= 2 && std::strcmp(argv[1], memory_child_flag) == 0) return run_memory_child(argc, argv);
+
+  Options options;
+  CLI::App app{"msgstore_bench: msgstore against SQLite and a bare write+fdatasync loop, same run, same machine.\n"
+               "Exit status: 0 all goals pass, 1 a goal fails or was skipped, 2 usage or setup error."};
+  app.add_flag("--quick", options.quick, "small counts for a smoke run (under a minute)");
+  app.add_option("--repetitions", options.repetitions, "repetitions of every workload (medians are reported)")
+      ->check(CLI::Range(1u, 100u));
+  app.add_option("--dir", options.directory, "parent of the scratch directories (removed after each run)");
+  app.add_option("--output", options.output, "also write the Markdown report to this file");
+  app.add_option("--label", options.label, "machine label for the report, e.g. 2vcpu-xeon (never a host name)");
+  app.add_option("--workloads", options.workloads, "comma-separated goals to run, from 1,2,3,4,5");
+  app.add_option("--systems", options.systems, "comma-separated systems to run, from msgstore,sqlite,raw (for profiling)");
+  bool no_warmup = false;
+  app.add_flag("--no-page-cache-warmup", no_warmup, "skip the page cache warm-up before each run (see README.md)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? 0 : 2;
+  }
+  options.page_cache_warmup = !no_warmup;
+  Benchmark benchmark(options, make_plan(options.quick));
+  if (auto problem = benchmark.parse_workloads(); !problem.empty()) {
+    std::fprintf(stderr, "%s\n", problem.c_str());
+    return 2;
+  }
+  return benchmark.run();
+}

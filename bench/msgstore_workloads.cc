@@ -1,0 +1,185 @@
+#include "msgstore_workloads.h"
+
+#include <algorithm>
+#include <atomic>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "msgstore/store.h"
+
+namespace msgstore::bench {
+namespace {
+
+constexpr const char* stream_name = "bench";
+constexpr const char* subject = "bench.messages";
+constexpr std::size_t replay_page_messages = 1000;
+// The replay callback looks at the clock once per this many messages.
+constexpr std::uint64_t replay_clock_check_messages = 4096;
+
+Result<std::unique_ptr<Store>> open_store_with_stream(const std::filesystem::path& directory, FsyncPolicy fsync) {
+  auto store = Store::open(directory);
+  if (!store) return store.status();
+  StreamConfig config;
+  config.name = stream_name;
+  config.subjects = {"bench.>"};
+  config.partitions = 1;
+  config.fsync = fsync;
+  Status created = (*store)->create_stream(config);
+  if (!created.is_ok()) return created;
+  return store;
+}
+
+RunResult replay(const Store& store, std::uint64_t expected_messages, ReplayShape shape, const RunLimits& limits) {
+  RunResult result;
+  const std::uint64_t messages_max = std::min(expected_messages, limits.messages_max);
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  const auto deadline = deadline_after(begin, limits.seconds_max);
+  Offset next = 0;
+  bool out_of_time = false;
+  while (result.messages < messages_max && !out_of_time) {
+    const std::size_t call_messages = shape == ReplayShape::single_scan
+                                          ? static_cast<std::size_t>(messages_max - result.messages)
+                                          : std::min<std::size_t>(replay_page_messages, messages_max - result.messages);
+    auto scanned = store.scan(stream_name, 0, next, call_messages, [&](const MessageView& message) {
+      result.payload_checksum += PayloadSource::touched_byte(message.payload);
+      ++result.messages;
+      if (result.messages % replay_clock_check_messages == 0 && SteadyClock::now() >= deadline) {
+        out_of_time = true;
+        return ScanControl::stop;
+      }
+      return ScanControl::proceed;
+    });
+    if (!scanned) {
+      result.error = "scan: " + scanned.status().to_string();
+      break;
+    }
+    if (*scanned == next && !out_of_time) {
+      result.error = "scan made no progress at offset " + std::to_string(next);
+      break;
+    }
+    next = *scanned;
+    if (SteadyClock::now() >= deadline) out_of_time = true;
+  }
+  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  result.time_bound_hit = out_of_time && result.messages < messages_max;
+  return result;
+}
+
+}  // namespace
+
+MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
+                                    std::size_t batch_messages, FsyncPolicy fsync, const RunLimits& limits,
+                                    bool replay_after, const RunLimits& replay_limits) {
+  MsgstorePublishRun run;
+  auto store = open_store_with_stream(directory, fsync);
+  if (!store) {
+    run.publish.error = "open: " + store.status().to_string();
+    return run;
+  }
+  std::vector<OutgoingMessage> batch(batch_messages);
+  for (OutgoingMessage& message : batch) message.subject = subject;
+
+  RunResult& publish = run.publish;
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  const auto deadline = deadline_after(begin, limits.seconds_max);
+  while (publish.messages < limits.messages_max) {
+    if (SteadyClock::now() >= deadline) {
+      publish.time_bound_hit = true;
+      break;
+    }
+    const std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(batch_messages, limits.messages_max - publish.messages));
+    for (std::size_t index = 0; index < count; ++index) {
+      batch[index].key = payloads.key(publish.messages + index);
+      batch[index].payload = payloads.payload(publish.messages + index);
+    }
+    auto positions = (*store)->publish_batch(std::span<const OutgoingMessage>(batch.data(), count));
+    if (!positions) {
+      publish.error = "publish_batch: " + positions.status().to_string();
+      break;
+    }
+    publish.messages += count;
+    ++run.batches;
+  }
+  publish.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  publish.cpu_seconds = process_cpu_seconds() - cpu_begin;
+
+  if (replay_after && publish.ok()) {
+    run.replay_single_scan = replay(**store, publish.messages, ReplayShape::single_scan, replay_limits);
+    run.replay_pages_of_1000 = replay(**store, publish.messages, ReplayShape::pages_of_1000, replay_limits);
+  }
+  Status closed = (*store)->close();
+  if (!closed.is_ok() && publish.ok()) publish.error = "close: " + closed.to_string();
+  store->reset();
+  publish.bytes_written = file_bytes_with_suffix(directory, ".log");
+  return run;
+}
+
+RunResult msgstore_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
+                                      unsigned threads, FsyncPolicy fsync, const RunLimits& limits) {
+  RunResult result;
+  auto store = open_store_with_stream(directory, fsync);
+  if (!store) {
+    result.error = "open: " + store.status().to_string();
+    return result;
+  }
+  std::atomic<std::uint64_t> next_index{0};
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<bool> out_of_time{false};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::latch start_line(static_cast<std::ptrdiff_t>(threads) + 1);
+  SteadyClock::time_point deadline;  // written before start_line releases the workers
+
+  auto worker = [&] {
+    start_line.arrive_and_wait();
+    std::uint64_t mine = 0;
+    OutgoingMessage message;
+    message.subject = subject;
+    while (!failed.load(std::memory_order_relaxed)) {
+      if (SteadyClock::now() >= deadline) {
+        out_of_time = true;
+        break;
+      }
+      const std::uint64_t index = next_index.fetch_add(1, std::memory_order_relaxed);
+      if (index >= limits.messages_max) break;
+      message.key = payloads.key(index);
+      message.payload = payloads.payload(index);
+      auto positions = (*store)->publish(message);
+      if (!positions) {
+        std::lock_guard lock(error_mutex);
+        if (result.error.empty()) result.error = "publish: " + positions.status().to_string();
+        failed = true;
+        break;
+      }
+      ++mine;
+    }
+    published.fetch_add(mine, std::memory_order_relaxed);
+  };
+
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  for (unsigned index = 0; index < threads; ++index) workers.emplace_back(worker);
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  deadline = deadline_after(begin, limits.seconds_max);
+  start_line.arrive_and_wait();
+  for (std::thread& thread : workers) thread.join();
+  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  result.messages = published.load();
+  result.time_bound_hit = out_of_time.load() && result.messages < limits.messages_max;
+
+  Status closed = (*store)->close();
+  if (!closed.is_ok() && result.ok()) result.error = "close: " + closed.to_string();
+  store->reset();
+  result.bytes_written = file_bytes_with_suffix(directory, ".log");
+  return result;
+}
+
+}  // namespace msgstore::bench

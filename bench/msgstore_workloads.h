@@ -1,0 +1,42 @@
+// bench/msgstore_workloads.h: the msgstore side of every workload, through the public API only.
+//
+// Each function opens a fresh Store in `directory` (which must be empty), creates one stream
+// of one partition capturing "bench.>", runs the timed part, closes the store and leaves the
+// files for the caller to measure and remove. Opening, stream creation and closing are outside
+// the timed region.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+
+#include "harness.h"
+#include "msgstore/stream.h"
+
+namespace msgstore::bench {
+
+// How a replay reads the log back.
+enum class ReplayShape : std::uint8_t {
+  single_scan,    // one Store::scan call over everything
+  pages_of_1000,  // Store::scan calls of 1000 messages each, like a polling consumer
+};
+
+struct MsgstorePublishRun {
+  RunResult publish;
+  RunResult replay_single_scan;     // only with replay_after
+  RunResult replay_pages_of_1000;   // only with replay_after
+  std::uint64_t batches = 0;        // publish_batch calls that succeeded
+};
+
+// One thread publishes limits.messages_max messages in publish_batch calls of `batch_messages`.
+// With `replay_after` it then replays everything twice (single scan, then pages of 1000), each
+// replay summing one byte of every payload.
+MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
+                                    std::size_t batch_messages, FsyncPolicy fsync, const RunLimits& limits,
+                                    bool replay_after, const RunLimits& replay_limits);
+
+// `threads` threads each publish single messages (Store::publish) until limits.messages_max
+// messages have been published between them or the time runs out.
+RunResult msgstore_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
+                                      unsigned threads, FsyncPolicy fsync, const RunLimits& limits);
+
+}  // namespace msgstore::bench

@@ -1,0 +1,61 @@
+#include "raw_io_workloads.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace msgstore::bench {
+
+RunResult raw_append_and_sync(const std::filesystem::path& directory, const PayloadSource& payloads,
+                              std::size_t batch_bytes, std::size_t messages_per_batch, const RunLimits& limits) {
+  RunResult result;
+  // The batch bytes: payload bytes laid end to end, so the content is as varied as msgstore's.
+  std::string batch;
+  batch.reserve(batch_bytes);
+  for (std::uint64_t index = 0; batch.size() < batch_bytes; ++index) {
+    const std::string_view payload = payloads.payload(index);
+    batch.append(payload.substr(0, std::min(payload.size(), batch_bytes - batch.size())));
+  }
+  const auto path = directory / "raw.log";
+  const int descriptor = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (descriptor < 0) {
+    result.error = std::string("open: ") + std::strerror(errno);
+    return result;
+  }
+
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  const auto deadline = deadline_after(begin, limits.seconds_max);
+  while (result.messages < limits.messages_max) {
+    if (SteadyClock::now() >= deadline) {
+      result.time_bound_hit = true;
+      break;
+    }
+    std::size_t written = 0;
+    while (written < batch.size()) {
+      const ssize_t got = ::write(descriptor, batch.data() + written, batch.size() - written);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        result.error = std::string("write: ") + std::strerror(errno);
+        break;
+      }
+      written += static_cast<std::size_t>(got);
+    }
+    if (!result.ok()) break;
+    if (::fdatasync(descriptor) != 0) {
+      result.error = std::string("fdatasync: ") + std::strerror(errno);
+      break;
+    }
+    result.messages += messages_per_batch;
+    result.bytes_written += batch.size();
+  }
+  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  ::close(descriptor);
+  return result;
+}
+
+}  // namespace msgstore::bench

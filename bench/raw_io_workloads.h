@@ -1,0 +1,22 @@
+// bench/raw_io_workloads.h: the floor under every durable log, a bare append + fdatasync loop.
+//
+// No framing, no checksums, no index: one write() of the batch's bytes to the end of one file,
+// then fdatasync(), repeated. msgstore publishing the same messages writes the same number of
+// bytes per batch (the caller measures it from msgstore's segment files), so the ratio of the
+// two says what the log's own work costs on top of the disk.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+
+#include "harness.h"
+
+namespace msgstore::bench {
+
+// Appends `batch_bytes` per batch and syncs after each batch. RunResult::messages counts
+// batches x messages_per_batch, so the rate compares directly with a message rate;
+// limits.messages_max is in messages too.
+RunResult raw_append_and_sync(const std::filesystem::path& directory, const PayloadSource& payloads,
+                              std::size_t batch_bytes, std::size_t messages_per_batch, const RunLimits& limits);
+
+}  // namespace msgstore::bench
