@@ -34,7 +34,6 @@
 namespace msgstore::bench {
 namespace {
 
-constexpr std::array<std::size_t, 2> payload_sizes = {100, 1024};
 constexpr unsigned concurrent_threads = 16;
 constexpr std::size_t small_batch_messages = 100;
 constexpr std::size_t large_batch_messages = 1000;
@@ -50,6 +49,7 @@ struct Options {
   std::string workloads = "1,2,3,4,5";
   std::string systems = "msgstore,sqlite,raw";  // fewer only for profiling one side
   bool page_cache_warmup = true;
+  std::vector<std::size_t> payload_sizes = {100, 1024};
 };
 
 // Message counts and time limits for one mode. Counts are per run.
@@ -297,13 +297,23 @@ class Benchmark {
       std::fprintf(stderr, "cannot create --dir: %s\n", error.message().c_str());
       return 2;
     }
-    std::vector<SizeSeries> sizes(payload_sizes.size());
+    std::vector<SizeSeries> sizes(options_.payload_sizes.size());
     std::vector<PayloadSource> payloads;
-    for (std::size_t index = 0; index < payload_sizes.size(); ++index) {
-      initialise(sizes[index], payload_sizes[index]);
-      payloads.emplace_back(payload_sizes[index]);
+    for (std::size_t index = 0; index < options_.payload_sizes.size(); ++index) {
+      initialise(sizes[index], options_.payload_sizes[index]);
+      payloads.emplace_back(options_.payload_sizes[index]);
       if (wants(1) && runs("raw")) calibrate(sizes[index], payloads[index]);
     }
+    auto probe = [this](const char* when) {
+      ScratchDirectory scratch(options_.directory, "sync-probe");
+      const SyncLatency latency = probe_sync_latency(scratch.path(), 1000, 10);
+      std::fprintf(stderr, "fdatasync probe (%s): p50 %.0f us, p99 %.0f us\n", when, latency.p50_microseconds, latency.p99_microseconds);
+      char text[160];
+      std::snprintf(text, sizeof text, "%s: p50 %.0f us, p99 %.0f us (%zu appends of 4 KiB)", when, latency.p50_microseconds,
+                    latency.p99_microseconds, latency.samples);
+      sync_probes_.push_back(latency.error.empty() ? text : std::string(when) + ": " + latency.error);
+    };
+    probe("before the repetitions");
     const auto begin = SteadyClock::now();
     for (unsigned repetition = 0; repetition < options_.repetitions; ++repetition) {
       for (std::size_t index = 0; index < sizes.size(); ++index) {
@@ -312,6 +322,7 @@ class Benchmark {
         run_repetition(repetition, sizes[index], payloads[index]);
       }
     }
+    probe("after the repetitions");
     MemoryGoal memory;
     memory.limit_bytes = memory_limit_bytes;
     if (wants(5)) {
@@ -340,6 +351,8 @@ class Benchmark {
                          &series.small_batch_sqlite, 3.0});
         goals.push_back({"1b", "publish, batches of 100, fsync=always, 1 thread", &series.small_batch_msgstore,
                          &series.small_batch_raw, 0.6});
+        informational.push_back({"1 (ceiling)", "write+fdatasync of msgstore's bytes, batches of 100: the best any log could do",
+                                 &series.small_batch_raw, &series.small_batch_sqlite, 3.0});
         for (const Series* item : {&series.small_batch_msgstore, &series.small_batch_sqlite, &series.small_batch_raw}) details.push_back(item);
         context.notes.push_back(std::to_string(series.payload_bytes) + " B: msgstore writes " +
                                 std::to_string(series.raw_batch_bytes) + " bytes of segment log per batch of 100 (" +
@@ -386,7 +399,8 @@ class Benchmark {
                       std::to_string(options_.repetitions) + " --label " + options_.label +
                       (options_.workloads != "1,2,3,4,5" ? " --workloads " + options_.workloads : "") +
                       (options_.systems != "msgstore,sqlite,raw" ? " --systems " + options_.systems : "") +
-                      (options_.page_cache_warmup ? "" : " --no-page-cache-warmup");
+                      (options_.page_cache_warmup ? "" : " --no-page-cache-warmup") +
+                      (options_.payload_sizes != std::vector<std::size_t>{100, 1024} ? " --payloads (non-default)" : "");
     context.notes.push_back("Durability classes: D2 = acknowledged after fdatasync; D1 = acknowledged after write() "
                             "(msgstore fsync=never; SQLite synchronous=NORMAL in WAL mode syncs only at checkpoints).");
     context.notes.push_back("Replay (goal 4) reads the data workload 2 just wrote, from the page cache; SQLite's WAL is "
@@ -400,6 +414,11 @@ class Benchmark {
     context.notes.push_back("Every run starts after sync(2) in a fresh directory that is removed afterwards. "
                             "msgs/s counts messages (rows) completed inside the timed region; opening, creating and "
                             "closing are outside it. CPU us/msg is process CPU (all threads) per message.");
+    if (!sync_probes_.empty()) {
+      std::string text = "fdatasync latency probe, ";
+      for (std::size_t index = 0; index < sync_probes_.size(); ++index) text += (index > 0 ? "; " : "") + sync_probes_[index];
+      context.notes.push_back(text + ". Goals 1 and 3 scale with it.");
+    }
     context.notes.push_back("Total benchmark time: " + std::to_string(static_cast<int>(total_seconds)) + " s.");
 
     bool all_passed = false;
@@ -423,6 +442,7 @@ class Benchmark {
   Options options_;
   Plan plan_;
   std::set<int> selected_;
+  std::vector<std::string> sync_probes_;
 };
 
 }  // namespace
@@ -443,6 +463,8 @@ int main(int argc, char** argv) {
   app.add_option("--label", options.label, "machine label for the report, e.g. 2vcpu-xeon (never a host name)");
   app.add_option("--workloads", options.workloads, "comma-separated goals to run, from 1,2,3,4,5");
   app.add_option("--systems", options.systems, "comma-separated systems to run, from msgstore,sqlite,raw (for profiling)");
+  app.add_option("--payloads", options.payload_sizes, "payload sizes in bytes (default 100 1024; others for profiling)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   bool no_warmup = false;
   app.add_flag("--no-page-cache-warmup", no_warmup, "skip the page cache warm-up before each run (see README.md)");
   try {

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace msgstore::bench {
 
@@ -55,6 +57,37 @@ RunResult raw_append_and_sync(const std::filesystem::path& directory, const Payl
   result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
   result.cpu_seconds = process_cpu_seconds() - cpu_begin;
   ::close(descriptor);
+  return result;
+}
+
+SyncLatency probe_sync_latency(const std::filesystem::path& directory, std::size_t samples, double seconds_max) {
+  constexpr std::size_t append_bytes = 4096;
+  SyncLatency result;
+  const auto path = directory / "sync-probe.dat";
+  const int descriptor = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (descriptor < 0) {
+    result.error = std::string("open: ") + std::strerror(errno);
+    return result;
+  }
+  const std::string block(append_bytes, 's');
+  std::vector<double> latencies;
+  latencies.reserve(samples);
+  const auto deadline = deadline_after(SteadyClock::now(), seconds_max);
+  while (latencies.size() < samples && SteadyClock::now() < deadline) {
+    const auto begin = SteadyClock::now();
+    if (::write(descriptor, block.data(), block.size()) != static_cast<ssize_t>(block.size()) || ::fdatasync(descriptor) != 0) {
+      result.error = std::string("write/fdatasync: ") + std::strerror(errno);
+      break;
+    }
+    latencies.push_back(seconds_between(begin, SteadyClock::now()) * 1e6);
+  }
+  ::close(descriptor);
+  ::unlink(path.c_str());
+  if (latencies.empty()) return result;
+  std::sort(latencies.begin(), latencies.end());
+  result.samples = latencies.size();
+  result.p50_microseconds = latencies[latencies.size() / 2];
+  result.p99_microseconds = latencies[std::min(latencies.size() - 1, latencies.size() * 99 / 100)];
   return result;
 }
 

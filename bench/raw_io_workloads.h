@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <string>
 
 #include "harness.h"
 
@@ -18,5 +19,15 @@ namespace msgstore::bench {
 // limits.messages_max is in messages too.
 RunResult raw_append_and_sync(const std::filesystem::path& directory, const PayloadSource& payloads,
                               std::size_t batch_bytes, std::size_t messages_per_batch, const RunLimits& limits);
+
+// fdatasync latency after a 4 KiB append, as the machine shows it right now: the figure that
+// bounds every fsync=always workload and that moves most when the machine is shared.
+struct SyncLatency {
+  std::string error;
+  std::size_t samples = 0;
+  double p50_microseconds = 0;
+  double p99_microseconds = 0;
+};
+SyncLatency probe_sync_latency(const std::filesystem::path& directory, std::size_t samples, double seconds_max);
 
 }  // namespace msgstore::bench

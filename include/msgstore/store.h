@@ -5,8 +5,8 @@
 //   auto position = store->publish({.subject = "orders.created", .payload = "..."});
 //
 // Ownership and lifetime: Store::open returns a unique_ptr; destroying the Store closes it
-// (stops subscriptions and background work, syncs, releases the directory lock).
-// Subscriptions must be destroyed or cancelled before their Store.
+// (stops background work, syncs, releases the directory lock). A Subscription may outlive its
+// Store: it stops with status `closed`; destroy it to join its thread.
 //
 // Thread safety: every method may be called concurrently from any number of threads, except
 // close() and the destructor. Concurrent publishers to one partition share fdatasync calls

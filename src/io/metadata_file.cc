@@ -33,10 +33,11 @@ Result<MetadataFields> decode_metadata(std::string_view kind, std::uint32_t vers
   if (checksum_line == std::string_view::npos || text.size() != checksum_line + 16 || text.back() != '\n') {
     return Status(ErrorCode::corruption, std::string(kind) + " file has no checksum line (torn or truncated)");
   }
-  std::uint32_t stored = 0;
-  auto parsed = std::from_chars(text.data() + checksum_line + 7, text.data() + checksum_line + 15, stored, 16);
-  if (parsed.ec != std::errc() || parsed.ptr != text.data() + checksum_line + 15 ||
-      stored != base::crc32c(text.data(), checksum_line)) {
+  // Exactly 8 lowercase hex digits: from_chars would also take uppercase, which would let a
+  // flipped case bit pass unnoticed.
+  char expected[9];
+  std::snprintf(expected, sizeof expected, "%08x", base::crc32c(text.data(), checksum_line));
+  if (text.substr(checksum_line + 7, 8) != std::string_view(expected, 8)) {
     return Status(ErrorCode::corruption, std::string(kind) + " file checksum mismatch");
   }
   std::string_view body = text.substr(0, checksum_line);

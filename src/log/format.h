@@ -22,12 +22,15 @@ inline constexpr std::size_t batch_header_bytes = 56;
 // Layout:
 //   0 magic u32            4 version u16         6 attributes u16 (0; bits 0-2 reserved for compression)
 //   8 batch_bytes u32 (header + body)           12 record_count u32
-//  16 base_offset u64      24 last_offset_delta u32    28 reserved u32 (0)
+//  16 base_offset u64      24 last_offset_delta u32    28 synced_offset_lag u32 (see below)
 //  32 first_timestamp_ms i64                    40 max_timestamp_ms i64
 //  48 body_crc32c u32: CRC32C of the body (all records) followed by header bytes 8..48
 //     (covers length, count, offsets, timestamps and records). Body first, so a writer
 //     can checksum the records before it knows the base offset.
 //  52 header_crc32c u32: CRC32C of bytes 0..52; checked before batch_bytes is trusted.
+// synced_offset_lag: base_offset minus the log's durable end when the batch was written,
+// saturating at 2^32-1. Recovery reads it from batches that follow damage: damage at offsets a
+// later batch says were already synced is corruption; anything else is an unsynced hole.
 inline constexpr std::size_t batch_body_crc_position = 48;
 inline constexpr std::size_t batch_header_crc_position = 52;
 inline constexpr std::size_t batch_body_crc_covered_begin = 8;

@@ -236,17 +236,42 @@ Status PartitionLog::recover(RecoveryReport& report) {
       // Something other than a batch at `stop`: torn write or corruption?
       std::optional<ResyncPoint> resume = find_next_valid_batch(current->log_file(), stop + 1, *file_size, current->next_offset());
       const bool below_recovery_point = base < recovery_segment || (base == recovery_segment && stop < recovery_position);
-      bool later_segment_has_data = false;
-      if (!resume && !below_recovery_point) {
-        for (std::size_t later = index + 1; later < bases.size() && !later_segment_has_data; ++later) {
-          auto other = Segment::open(file_system_, directory_, bases[later]);
-          if (!other) continue;
-          auto other_size = (*other)->log_file().size();
-          BatchScanner probe((*other)->log_file(), format::segment_header_bytes, other_size ? *other_size : 0);
-          later_segment_has_data = probe.next(true) == BatchScanner::Step::batch;
+      // Valid batches after the damage say how far the log was synced when they were written.
+      // If one says the damaged offsets were already synced, this is corruption (rule 6). If
+      // none does, the damage and everything after it was never synced: a power loss kept
+      // some unsynced writes and dropped others (rule 13), so it is all an unacknowledged tail.
+      const Offset damaged_offset = current->next_offset();
+      Offset synced_claim = 0;
+      for (std::optional<ResyncPoint> point = resume; point;) {
+        synced_claim = std::max(synced_claim, point->header.synced_before());
+        point = find_next_valid_batch(current->log_file(), point->position + point->header.batch_bytes, *file_size,
+                                      point->header.next_offset());
+      }
+      bool later_segments_exist = false;
+      for (std::size_t later = index + 1; later < bases.size(); ++later) {
+        auto other = Segment::open(file_system_, directory_, bases[later]);
+        if (!other) continue;
+        later_segments_exist = true;
+        auto other_size = (*other)->log_file().size();
+        const std::uint64_t other_end = other_size ? *other_size : 0;
+        for (auto point = find_next_valid_batch((*other)->log_file(), format::segment_header_bytes, other_end, 0); point;) {
+          synced_claim = std::max(synced_claim, point->header.synced_before());
+          point = find_next_valid_batch((*other)->log_file(), point->position + point->header.batch_bytes, other_end,
+                                        point->header.next_offset());
         }
       }
-      if (resume || below_recovery_point || later_segment_has_data) {
+      const bool synced_data_damaged = below_recovery_point || synced_claim > damaged_offset;
+      if (!synced_data_damaged && later_segments_exist) {
+        // Unsynced segments after an unsynced hole hold nothing acknowledged: drop them too.
+        for (std::size_t later = index + 1; later < bases.size(); ++later) {
+          for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
+            MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, bases[later], kind)));
+          }
+        }
+        bases.resize(index + 1);
+        removed_files = true;
+      }
+      if (synced_data_damaged) {
         const std::uint64_t damage_end = resume ? resume->position : *file_size;
         const Offset offset_end = resume ? resume->header.base_offset : std::max(current->next_offset(), recovery_next_offset);
         current->add_damaged_range({stop, damage_end, current->next_offset(), offset_end});
@@ -263,7 +288,7 @@ Status PartitionLog::recover(RecoveryReport& report) {
         scan_offset = resume->header.base_offset;
         continue;
       }
-      // A torn tail: nothing valid after it. Cut it off.
+      // A torn tail: nothing synced after it. Cut it off.
       report.torn_bytes_truncated += *file_size - stop;
       MSGSTORE_RETURN_IF_ERROR(current->truncate_to(stop));
       break;
@@ -302,6 +327,7 @@ Status PartitionLog::recover(RecoveryReport& report) {
   if (next_offset_ < log_start) next_offset_ = log_start;
   MSGSTORE_RETURN_IF_ERROR(active_->sync_data());
   durable_offset_ = next_offset_;
+  synced_offset_hint_ = next_offset_;
   unsynced_from_ = next_offset_;
   high_watermark_ = next_offset_;
   // Everything up to here is checked and synced: the next recovery starts from here, which
@@ -332,6 +358,7 @@ Status PartitionLog::roll_locked(TimestampMs now) {
   {
     std::lock_guard lock(sync_mutex_);
     durable_offset_ = std::max(durable_offset_, next_offset_);
+    synced_offset_hint_ = durable_offset_;
   }
   last_sync_ms_ = now;
   unsynced_from_ = next_offset_;
@@ -384,7 +411,7 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder) {
       }
     }
     base = next_offset_;
-    std::string_view batch = builder.finish(base);
+    std::string_view batch = builder.finish(base, synced_offset_hint_.load(std::memory_order_acquire));
     BatchHeader header;
     MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
     Status written = active_->append(batch, header);
@@ -438,6 +465,7 @@ Status PartitionLog::wait_durable(Offset target) {
       return Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + synced.message());
     }
     durable_offset_ = std::max(durable_offset_, goal);
+    synced_offset_hint_ = durable_offset_;
     last_sync_ms_ = clock_();
     const Offset durable = durable_offset_;
     lock.unlock();
@@ -469,6 +497,7 @@ Status PartitionLog::sync() {
   {
     std::lock_guard lock(sync_mutex_);
     durable_offset_ = std::max(durable_offset_, goal);
+    synced_offset_hint_ = durable_offset_;
   }
   last_sync_ms_ = clock_();
   publish_high_watermark(goal);
@@ -629,10 +658,19 @@ PartitionInfo PartitionLog::info(std::uint32_t partition) const {
   std::shared_lock lock(segments_mutex_);
   info.segments = static_cast<std::uint32_t>(segments_.size());
   TimestampMs last = no_timestamp;
+  bool first_seen = false;
   for (const auto& [base, segment] : segments_) {
     info.bytes += segment->readable_bytes();
-    if (info.first_timestamp_ms == 0 && !segment->empty() && segment->first_timestamp_ms() != no_timestamp) {
-      info.first_timestamp_ms = segment->first_timestamp_ms();
+    if (!first_seen && !segment->empty()) {
+      // The oldest message's timestamp: known in memory for segments scanned since open,
+      // read from the first batch header for sealed segments opened cheaply.
+      first_seen = true;
+      TimestampMs first = segment->first_timestamp_ms();
+      if (first == no_timestamp) {
+        BatchScanner scanner(segment->log_file(), Segment::header_bytes(), segment->readable_bytes());
+        if (scanner.next(/*verify_body=*/false) == BatchScanner::Step::batch) first = scanner.header().first_timestamp_ms;
+      }
+      if (first != no_timestamp) info.first_timestamp_ms = first;
     }
     last = std::max(last, segment->max_timestamp_ms());
     for (const DamagedRange& range : segment->damaged_ranges()) {

@@ -134,6 +134,8 @@ class PartitionLog {
   std::atomic<Offset> unsynced_from_{0};
 
   std::atomic<Offset> high_watermark_{0};
+  // A lock-free copy of durable_offset_ for the append path, stamped into each batch header.
+  std::atomic<Offset> synced_offset_hint_{0};
   std::atomic<Offset> log_start_offset_{0};
 
   // Checkpoint (partition.meta), serialised by meta_mutex_.

@@ -95,7 +95,7 @@ void BatchBuilder::checksum_records() {
   records_checksummed_ = true;
 }
 
-std::string_view BatchBuilder::finish(Offset base_offset) {
+std::string_view BatchBuilder::finish(Offset base_offset, Offset synced_offset) {
   MS_ASSERT(record_count_ > 0);
   MS_ASSERT(buffer_.size() <= UINT32_MAX);
   char* header = buffer_.data();
@@ -106,7 +106,8 @@ std::string_view BatchBuilder::finish(Offset base_offset) {
   base::store_u32(header + 12, record_count_);
   base::store_u64(header + 16, base_offset);
   base::store_u32(header + 24, record_count_ - 1);
-  base::store_u32(header + 28, 0);
+  const Offset lag = synced_offset >= base_offset ? 0 : base_offset - synced_offset;
+  base::store_u32(header + 28, static_cast<std::uint32_t>(std::min<Offset>(lag, UINT32_MAX)));
   base::store_i64(header + 32, first_timestamp_ms_);
   base::store_i64(header + 40, max_timestamp_ms_);
   if (!records_checksummed_) checksum_records();
@@ -143,6 +144,7 @@ HeaderCheck check_batch_header(const char* data, std::size_t available, BatchHea
   header.record_count = base::load_u32(data + 12);
   header.base_offset = base::load_u64(data + 16);
   header.last_offset_delta = base::load_u32(data + 24);
+  header.synced_offset_lag = base::load_u32(data + 28);
   header.first_timestamp_ms = base::load_i64(data + 32);
   header.max_timestamp_ms = base::load_i64(data + 40);
   if (header.batch_bytes < format::batch_header_bytes || header.record_count == 0 ||

@@ -6,6 +6,7 @@
 // never read out of range (the fuzz target in tests/fuzz drives exactly these functions).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -22,12 +23,17 @@ struct BatchHeader {
   std::uint32_t record_count = 0;
   Offset base_offset = 0;
   std::uint32_t last_offset_delta = 0;
+  // How far below base_offset the log was known durable when this batch was written
+  // (saturating). Recovery uses it to tell an unsynced hole from damage to synced data.
+  std::uint32_t synced_offset_lag = 0;
   TimestampMs first_timestamp_ms = 0;
   TimestampMs max_timestamp_ms = 0;
   std::uint16_t attributes = 0;
 
   Offset last_offset() const { return base_offset + last_offset_delta; }
   Offset next_offset() const { return base_offset + last_offset_delta + 1; }
+  // Every offset below this was synced before this batch was written.
+  Offset synced_before() const { return base_offset - std::min<Offset>(synced_offset_lag, base_offset); }
 };
 
 // Bytes one message takes as a record (its contribution to a batch and to max_message_bytes).
@@ -46,7 +52,8 @@ class BatchBuilder {
   // its append lock; finish() does it if this was not called after the last add().
   void checksum_records();
   // Fills in the header for `base_offset` and returns the encoded batch, valid until reset().
-  std::string_view finish(Offset base_offset);
+  // `synced_offset` is the log's durable end when the batch is written (see BatchHeader).
+  std::string_view finish(Offset base_offset, Offset synced_offset = 0);
   TimestampMs max_timestamp_ms() const { return max_timestamp_ms_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <unordered_map>
 
 #include "base/assert.h"
@@ -106,7 +107,13 @@ Status StoreImpl::open() {
       continue;
     }
     auto state = open_stream(stream_directory, *config);
-    if (!state) return state.status();
+    if (!state) {
+      // One damaged stream must not take the others down: report it (verify, describe) and
+      // serve the rest. Its files are left untouched for the operator.
+      if (state.status().code() == ErrorCode::io_error) return state.status();
+      open_problems_.push_back("stream '" + name + "' not opened: " + state.status().to_string());
+      continue;
+    }
     table->emplace(name, std::move(*state));
   }
   install_table(table);
@@ -119,6 +126,9 @@ Result<std::shared_ptr<StreamState>> StoreImpl::open_stream(const std::filesyste
                                                            const StreamConfig& config) {
   auto state = std::make_shared<StreamState>();
   state->config = config;
+  // Start round robin at a random partition, so short-lived publishers (one CLI call per
+  // message) do not all land in partition 0.
+  state->round_robin->store(static_cast<std::uint32_t>(std::random_device{}()));
   state->directory = stream_directory;
   for (std::uint32_t partition = 0; partition < config.partitions; ++partition) {
     auto log = log::PartitionLog::open(*file_system_, partition_directory(stream_directory, partition),

@@ -45,12 +45,10 @@ class SubscriptionImpl final : public Subscription {
   }
 
   void cancel() override {
-    if (cancelled_.exchange(true)) {
-      if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
-      return;
-    }
+    cancelled_.store(true);
     store_->notify_data();
-    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(join_mutex_);  // two cancelling threads must not both join
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
   }
 
   std::uint64_t delivered() const override { return delivered_.load(); }
@@ -144,6 +142,7 @@ class SubscriptionImpl final : public Subscription {
   mutable std::mutex mutex_;
   mutable std::condition_variable progress_;
   Status status_;
+  std::mutex join_mutex_;
   std::thread thread_;
 };
 
