@@ -32,10 +32,13 @@ asan: deps
 	cmake --build --preset asan
 	ctest --preset asan
 
+# The concurrency tests (the whole log and store suites) under ThreadSanitizer; any report
+# fails the run (TSAN_OPTIONS halt_on_error).
 tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan --target store_test log_test
-	ctest --preset tsan -R '(Concurrent|Subscription|GroupCommit|Thread)'
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/log_test --gtest_brief=1
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/store_test --gtest_brief=1
 
 bench: deps
 	bash bench/run.sh
