@@ -13,18 +13,23 @@ using base::varint_length;
 
 static_assert(format::batch_header_bytes == 56, "RecordDecoder::decode hard-codes the header size");
 
-std::size_t encoded_record_bytes(const OutgoingMessage& message) {
-  std::size_t body = 0;
-  body += base::varint64_bytes_max;  // offset delta, upper bound
-  body += base::varint64_bytes_max;  // timestamp delta, upper bound
-  body += varint_length(message.subject.size()) + message.subject.size();
-  body += message.key ? varint_length(message.key->size() + 1) + message.key->size() : 1;
-  body += varint_length(message.headers.size());
+namespace {
+// Bytes of a record after its length varint, without the two delta varints.
+std::size_t record_fields_bytes(const OutgoingMessage& message) {
+  std::size_t bytes = varint_length(message.subject.size()) + message.subject.size();
+  bytes += message.key ? varint_length(message.key->size() + 1) + message.key->size() : 1;
+  bytes += varint_length(message.headers.size());
   for (const HeaderView& header : message.headers) {
-    body += varint_length(header.name.size()) + header.name.size();
-    body += varint_length(header.value.size()) + header.value.size();
+    bytes += varint_length(header.name.size()) + header.name.size();
+    bytes += varint_length(header.value.size()) + header.value.size();
   }
-  body += varint_length(message.payload.size()) + message.payload.size();
+  return bytes + varint_length(message.payload.size()) + message.payload.size();
+}
+}  // namespace
+
+std::size_t encoded_record_bytes(const OutgoingMessage& message) {
+  // Upper bound: both deltas at their longest.
+  const std::size_t body = 2 * base::varint64_bytes_max + record_fields_bytes(message);
   return varint_length(body) + body;
 }
 
@@ -50,15 +55,8 @@ void BatchBuilder::add(const OutgoingMessage& message, TimestampMs timestamp_ms)
   const std::int64_t timestamp_delta = static_cast<std::int64_t>(
       static_cast<std::uint64_t>(timestamp_ms) - static_cast<std::uint64_t>(first_timestamp_ms_));
 
-  std::size_t body = varint_length(offset_delta) + varint_length(base::zigzag_encode(timestamp_delta));
-  body += varint_length(message.subject.size()) + message.subject.size();
-  body += message.key ? varint_length(message.key->size() + 1) + message.key->size() : 1;
-  body += varint_length(message.headers.size());
-  for (const HeaderView& header : message.headers) {
-    body += varint_length(header.name.size()) + header.name.size();
-    body += varint_length(header.value.size()) + header.value.size();
-  }
-  body += varint_length(message.payload.size()) + message.payload.size();
+  const std::size_t body = varint_length(offset_delta) + varint_length(base::zigzag_encode(timestamp_delta)) +
+                           record_fields_bytes(message);
 
   const std::size_t start = buffer_.size();
   buffer_.resize(start + varint_length(body) + body);

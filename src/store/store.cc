@@ -35,17 +35,6 @@ Status with_context(const Status& status, const std::string& context) {
 
 }  // namespace
 
-Message MessageView::to_message() const {
-  Message message;
-  message.offset = offset;
-  message.timestamp_ms = timestamp_ms;
-  message.subject = std::string(subject);
-  if (key) message.key = std::string(*key);
-  message.headers.reserve(headers.size());
-  for (const HeaderView& header : headers) message.headers.push_back({std::string(header.name), std::string(header.value)});
-  message.payload = std::string(payload);
-  return message;
-}
 
 // ---------------------------------------------------------------------------------------------
 StoreImpl::StoreImpl(std::filesystem::path directory, StoreOptions options)
@@ -130,19 +119,24 @@ Result<std::shared_ptr<StreamState>> StoreImpl::open_stream(const std::filesyste
   // message) do not all land in partition 0.
   state->round_robin->store(static_cast<std::uint32_t>(std::random_device{}()));
   state->directory = stream_directory;
-  for (std::uint32_t partition = 0; partition < config.partitions; ++partition) {
-    auto log = log::PartitionLog::open(*file_system_, partition_directory(stream_directory, partition),
-                                       config.name + "/" + std::to_string(partition), store::log_options_for(config),
-                                       nullptr, nullptr);
+  MSGSTORE_RETURN_IF_ERROR(open_partitions(*state, 0));
+  return state;
+}
+
+Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partition) {
+  for (std::uint32_t partition = first_partition; partition < state.config.partitions; ++partition) {
+    auto log = log::PartitionLog::open(*file_system_, partition_directory(state.directory, partition),
+                                       state.config.name + "/" + std::to_string(partition),
+                                       store::log_options_for(state.config), nullptr, nullptr);
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
     std::weak_ptr<StoreImpl> self = weak_from_this();
     shared->set_data_listener([self] {
       if (auto store = self.lock()) store->notify_data();
     });
-    state->partitions.push_back(std::move(shared));
+    state.partitions.push_back(std::move(shared));
   }
-  return state;
+  return Status::ok();
 }
 
 void StoreImpl::install_table(std::shared_ptr<const StreamTable> table) {
@@ -278,18 +272,7 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
   }
   auto state = std::make_shared<StreamState>(old);
   state->config = config;
-  for (std::uint32_t partition = old.config.partitions; partition < config.partitions; ++partition) {
-    auto log = log::PartitionLog::open(*file_system_, partition_directory(old.directory, partition),
-                                       config.name + "/" + std::to_string(partition), store::log_options_for(config),
-                                       nullptr, nullptr);
-    if (!log) return log.status();
-    std::shared_ptr<log::PartitionLog> shared = std::move(*log);
-    std::weak_ptr<StoreImpl> self = weak_from_this();
-    shared->set_data_listener([self] {
-      if (auto store = self.lock()) store->notify_data();
-    });
-    state->partitions.push_back(std::move(shared));
-  }
+  MSGSTORE_RETURN_IF_ERROR(open_partitions(*state, old.config.partitions));
   if (config.partitions > old.config.partitions) MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(old.directory));
   MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
                                                    store::stream_meta_version, store::encode_stream_config(config)));

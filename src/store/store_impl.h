@@ -69,6 +69,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
  private:
   Result<std::shared_ptr<log::PartitionLog>> partition(std::string_view stream, std::uint32_t partition) const;
   Result<std::shared_ptr<StreamState>> open_stream(const std::filesystem::path& stream_directory, const StreamConfig& config);
+  // Opens partitions [first_partition, state.config.partitions) of `state` and appends them.
+  Status open_partitions(StreamState& state, std::uint32_t first_partition);
   void maintenance_loop();
   void install_table(std::shared_ptr<const StreamTable> table);
 
