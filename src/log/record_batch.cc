@@ -1,5 +1,8 @@
 #include "log/record_batch.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "base/assert.h"
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -35,15 +38,27 @@ std::size_t encoded_record_bytes(const OutgoingMessage& message) {
 
 BatchBuilder::BatchBuilder() { reset(); }
 
+void BatchBuilder::grow(std::size_t bytes) {
+  if (size_ + bytes <= capacity_) return;
+  const std::size_t capacity = std::max({size_ + bytes, 2 * capacity_, std::size_t{4096}});
+  std::unique_ptr<char[]> larger(new char[capacity]);  // default-initialised: not zeroed
+  if (size_ > 0) std::memcpy(larger.get(), buffer_.get(), size_);
+  buffer_ = std::move(larger);
+  capacity_ = capacity;
+}
+
 void BatchBuilder::reset() {
-  buffer_.assign(format::batch_header_bytes, '\0');
+  size_ = 0;
+  grow(format::batch_header_bytes);
+  std::memset(buffer_.get(), 0, format::batch_header_bytes);
+  size_ = format::batch_header_bytes;
   record_count_ = 0;
   records_checksummed_ = false;
   first_timestamp_ms_ = 0;
   max_timestamp_ms_ = 0;
 }
 
-void BatchBuilder::add(const OutgoingMessage& message, TimestampMs timestamp_ms) {
+std::size_t BatchBuilder::add(const OutgoingMessage& message, TimestampMs timestamp_ms) {
   if (record_count_ == 0) {
     first_timestamp_ms_ = timestamp_ms;
     max_timestamp_ms_ = timestamp_ms;
@@ -55,12 +70,13 @@ void BatchBuilder::add(const OutgoingMessage& message, TimestampMs timestamp_ms)
   const std::int64_t timestamp_delta = static_cast<std::int64_t>(
       static_cast<std::uint64_t>(timestamp_ms) - static_cast<std::uint64_t>(first_timestamp_ms_));
 
-  const std::size_t body = varint_length(offset_delta) + varint_length(base::zigzag_encode(timestamp_delta)) +
-                           record_fields_bytes(message);
+  const std::size_t fields = record_fields_bytes(message);
+  const std::size_t body = varint_length(offset_delta) + varint_length(base::zigzag_encode(timestamp_delta)) + fields;
 
-  const std::size_t start = buffer_.size();
-  buffer_.resize(start + varint_length(body) + body);
-  char* out = buffer_.data() + start;
+  const std::size_t record_bytes = varint_length(body) + body;
+  grow(record_bytes);
+  char* out = buffer_.get() + size_;
+  size_ += record_bytes;
   out = encode_varint(out, body);
   out = encode_varint(out, offset_delta);
   out = encode_varint(out, base::zigzag_encode(timestamp_delta));
@@ -83,24 +99,26 @@ void BatchBuilder::add(const OutgoingMessage& message, TimestampMs timestamp_ms)
     put_bytes(header.value);
   }
   put_bytes(message.payload);
-  MS_ASSERT(out == buffer_.data() + buffer_.size());
+  MS_ASSERT(out == buffer_.get() + size_);
   ++record_count_;
   records_checksummed_ = false;
+  const std::size_t bound = 2 * base::varint64_bytes_max + fields;  // as encoded_record_bytes
+  return varint_length(bound) + bound;
 }
 
 void BatchBuilder::checksum_records() {
-  records_crc_ = base::crc32c(buffer_.data() + format::batch_header_bytes, buffer_.size() - format::batch_header_bytes);
+  records_crc_ = base::crc32c(buffer_.get() + format::batch_header_bytes, size_ - format::batch_header_bytes);
   records_checksummed_ = true;
 }
 
 std::string_view BatchBuilder::finish(Offset base_offset, Offset synced_offset) {
   MS_ASSERT(record_count_ > 0);
-  MS_ASSERT(buffer_.size() <= UINT32_MAX);
-  char* header = buffer_.data();
+  MS_ASSERT(size_ <= UINT32_MAX);
+  char* header = buffer_.get();
   base::store_u32(header + 0, format::batch_magic);
   base::store_u16(header + 4, format::batch_version);
   base::store_u16(header + 6, 0);
-  base::store_u32(header + 8, static_cast<std::uint32_t>(buffer_.size()));
+  base::store_u32(header + 8, static_cast<std::uint32_t>(size_));
   base::store_u32(header + 12, record_count_);
   base::store_u64(header + 16, base_offset);
   base::store_u32(header + 24, record_count_ - 1);
@@ -113,7 +131,7 @@ std::string_view BatchBuilder::finish(Offset base_offset, Offset synced_offset) 
                                  format::batch_body_crc_position - format::batch_body_crc_covered_begin);
   base::store_u32(header + format::batch_body_crc_position, body_crc);
   base::store_u32(header + format::batch_header_crc_position, base::crc32c(header, format::batch_header_crc_position));
-  return buffer_;
+  return std::string_view(buffer_.get(), size_);
 }
 
 HeaderCheck check_batch_header(const char* data, std::size_t available, BatchHeader& header) {

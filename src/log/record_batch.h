@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,9 +46,10 @@ class BatchBuilder {
   // Starts a new batch; keeps the buffer's capacity.
   void reset();
   // Appends one record; its offset will be base_offset + record_count() at finish time.
-  void add(const OutgoingMessage& message, TimestampMs timestamp_ms);
+  // Returns encoded_record_bytes(message), computed along the way (for size limits).
+  std::size_t add(const OutgoingMessage& message, TimestampMs timestamp_ms);
   std::uint32_t record_count() const { return record_count_; }
-  std::size_t bytes() const { return buffer_.size(); }
+  std::size_t bytes() const { return size_; }
   // Checksums the records (the costly part of finish) so a writer can do it before taking
   // its append lock; finish() does it if this was not called after the last add().
   void checksum_records();
@@ -57,7 +59,11 @@ class BatchBuilder {
   TimestampMs max_timestamp_ms() const { return max_timestamp_ms_; }
 
  private:
-  std::string buffer_;
+  // Grows without zero-filling (unlike std::string::resize): every byte is written by add().
+  void grow(std::size_t bytes);
+  std::unique_ptr<char[]> buffer_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
   std::uint32_t record_count_ = 0;
   std::uint32_t records_crc_ = 0;
   bool records_checksummed_ = false;

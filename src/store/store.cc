@@ -406,13 +406,14 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
       Status shape = validate_message_shape(message);
       if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
     }
-    const std::size_t record_bytes = log::encoded_record_bytes(message);
     for (const StreamState* stream : routes) {
-      if (record_bytes > stream->config.max_message_bytes) {
+      auto too_large = [&](std::size_t record_bytes) {
         return Status(ErrorCode::message_too_large, "message " + std::to_string(index) + " is " + std::to_string(record_bytes) +
                                                         " bytes; stream '" + stream->config.name + "' accepts at most " +
                                                         std::to_string(stream->config.max_message_bytes));
-      }
+      };
+      // The payload alone decides most oversize messages before anything is copied.
+      if (message.payload.size() > stream->config.max_message_bytes) return too_large(message.payload.size());
       const std::uint32_t partitions = stream->config.partitions;
       std::uint32_t partition = 0;
       if (partitions > 1) {
@@ -421,7 +422,11 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
       }
       Destination& destination = destination_for(stream, partition);
       destination.message_indexes.push_back(index);
-      destination.builder.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
+      // add() measures the record as it encodes it; an oversize one fails the whole publish
+      // before anything is written (the thread-local builder is reset by the next publish).
+      const std::size_t record_bytes =
+          destination.builder.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
+      if (record_bytes > stream->config.max_message_bytes) return too_large(record_bytes);
     }
   }
 
