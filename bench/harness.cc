@@ -79,6 +79,31 @@ double seconds_between(SteadyClock::time_point begin, SteadyClock::time_point en
   return std::chrono::duration<double>(end - begin).count();
 }
 
+std::vector<RunResult> run_interleaved(const std::vector<PublishSession*>& sessions, const std::vector<RunLimits>& limits,
+                                       unsigned slices, unsigned rotation, const std::function<void()>& before_slice) {
+  std::vector<RunResult> totals(sessions.size());
+  if (sessions.empty() || slices == 0 || limits.size() != sessions.size()) return totals;
+  for (unsigned round = 0; round < slices; ++round) {
+    for (std::size_t turn = 0; turn < sessions.size(); ++turn) {
+      const std::size_t index = (turn + rotation + round) % sessions.size();
+      RunResult& total = totals[index];
+      if (!total.ok()) continue;
+      const RunLimits& limit = limits[index];
+      const std::uint64_t slice_messages = limit.messages_max / slices + (round < limit.messages_max % slices ? 1 : 0);
+      if (before_slice) before_slice();
+      const RunResult slice =
+          sessions[index]->run_slice(slice_messages, deadline_after(SteadyClock::now(), limit.seconds_max / slices));
+      total.messages += slice.messages;
+      total.elapsed_seconds += slice.elapsed_seconds;
+      total.cpu_seconds += slice.cpu_seconds;
+      total.bytes_written += slice.bytes_written;
+      total.time_bound_hit = total.time_bound_hit || slice.time_bound_hit;
+      if (!slice.ok()) total.error = slice.error;
+    }
+  }
+  return totals;
+}
+
 SteadyClock::time_point deadline_after(SteadyClock::time_point begin, double seconds) {
   return begin + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
 }

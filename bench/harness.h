@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +46,31 @@ struct RunResult {
   bool ok() const { return error.empty(); }
   double messages_per_second() const { return elapsed_seconds > 0 ? static_cast<double>(messages) / elapsed_seconds : 0; }
 };
+
+// A system under test that is opened once and then driven in slices, so that several systems
+// can take turns within one repetition and a slow spell of the shared machine hits them all
+// (run_interleaved). Not thread-safe; one driver thread.
+class PublishSession {
+ public:
+  virtual ~PublishSession() = default;
+  virtual std::string name() const = 0;
+  // Opens the system in `directory` (empty; the caller removes it afterwards). Returns an
+  // error message, empty on success. Untimed.
+  virtual std::string open(const std::filesystem::path& directory) = 0;
+  // Publishes up to `messages` more messages, continuing the message sequence where the
+  // previous slice stopped, and stops early at `deadline`. Timed; returns this slice's result.
+  virtual RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) = 0;
+  // Closes the system. Returns an error message, empty on success. Untimed.
+  virtual std::string close() = 0;
+};
+
+// Drives `sessions` side by side in `slices` rounds. In each round every session gets
+// limits[i].messages_max / slices messages and limits[i].seconds_max / slices seconds, in an
+// order rotated by `rotation` + round; `before_slice` runs (untimed) before every slice.
+// Returns one result per session, the sums over its slices; a session stops at its first
+// failed slice. The sessions must be open.
+std::vector<RunResult> run_interleaved(const std::vector<PublishSession*>& sessions, const std::vector<RunLimits>& limits,
+                                       unsigned slices, unsigned rotation, const std::function<void()>& before_slice);
 
 // The bytes every system stores: message i has payload payload(i) and key key(i). Payloads are
 // views into one pseudo-random buffer at varying starts, so consecutive messages differ

@@ -11,7 +11,8 @@
 //      SELECT ... ORDER BY seq over everything (>= 3x)
 //   5. resident memory of a child process publishing 5 GiB (< 256 MiB)
 // Every run has a message count and a time limit and its own scratch directory, removed after.
-// Progress goes to stderr; the Markdown report to stdout and to --output.
+// The systems of goals 1 and 3 take turns in interleaved slices; those of goals 2 and 4 run
+// back to back. Progress goes to stderr; the Markdown report to stdout and to --output.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +64,7 @@ struct Plan {
   double replay_seconds;
   std::uint64_t memory_payload_bytes;
   double memory_seconds;
+  unsigned interleave_slices;  // side-by-side workloads (1 and 3) take turns this many times
 
   std::uint64_t small_batch_messages_for(std::size_t payload_bytes) const {
     return payload_bytes < 1024 ? small_batch_messages_100_bytes : small_batch_messages_1_kib;
@@ -74,9 +76,9 @@ struct Plan {
 
 Plan make_plan(bool quick) {
   if (quick) {
-    return Plan{20'000, 10'000, 3, 100'000, 30'000, 3, 20'000, 2'000, 1'000, 2, 10, 512ull << 20, 120};
+    return Plan{20'000, 10'000, 2, 100'000, 30'000, 2, 10'000, 1'000, 500, 0.6, 5, 512ull << 20, 120, 2};
   }
-  return Plan{500'000, 200'000, 15, 2'000'000, 500'000, 20, 300'000, 100'000, 30'000, 8, 30, 5ull << 30, 600};
+  return Plan{400'000, 200'000, 6, 2'000'000, 500'000, 15, 300'000, 100'000, 30'000, 4, 20, 5ull << 30, 600, 4};
 }
 
 // Every series of one payload size.
@@ -130,7 +132,7 @@ void settle_disk() { ::sync(); }
 std::uint64_t warmup_bytes_for(std::uint64_t messages, std::size_t payload_bytes) {
   constexpr std::uint64_t per_message_overhead_bytes = 96;
   constexpr std::uint64_t warmup_bytes_max = 2ull << 30;
-  return std::min<std::uint64_t>(warmup_bytes_max, messages * (payload_bytes + per_message_overhead_bytes) * 5 / 4 + (32ull << 20));
+  return std::min<std::uint64_t>(warmup_bytes_max, messages * (payload_bytes + per_message_overhead_bytes) * 5 / 4 + (8ull << 20));
 }
 
 std::string utc_now(const char* pattern) {
@@ -181,6 +183,50 @@ class Benchmark {
     if (options_.page_cache_warmup) warm_page_cache(scratch.path(), warmup_bytes_for(messages, payload_bytes));
   }
 
+  // One system of a side-by-side workload: its session, where its results go, its limits.
+  struct SideBySide {
+    std::unique_ptr<PublishSession> session;
+    Series* series;
+    RunLimits limits;
+  };
+
+  // Opens every session in its own scratch directory, runs them interleaved in slices (so a
+  // slow spell of the shared machine hits all of them), closes them and records the results.
+  void run_side_by_side(unsigned repetition, const char* workload, std::vector<SideBySide>& entries,
+                        std::size_t payload_bytes) {
+    std::vector<std::unique_ptr<ScratchDirectory>> scratches;
+    std::vector<PublishSession*> sessions;
+    std::vector<RunLimits> limits;
+    std::vector<Series*> targets;
+    std::uint64_t warmup_bytes = 0;
+    for (SideBySide& entry : entries) {
+      scratches.push_back(std::make_unique<ScratchDirectory>(options_.directory, std::string(workload) + "-" + entry.session->name()));
+      std::string error = scratches.back()->created() ? entry.session->open(scratches.back()->path()) : "no scratch directory";
+      if (!error.empty()) {
+        RunResult failed;
+        failed.error = error;
+        entry.series->runs.push_back(failed);
+        progress(*entry.series, failed);
+        continue;
+      }
+      sessions.push_back(entry.session.get());
+      limits.push_back(entry.limits);
+      targets.push_back(entry.series);
+      warmup_bytes += warmup_bytes_for(entry.limits.messages_max, payload_bytes);
+    }
+    settle_disk();
+    if (options_.page_cache_warmup && !scratches.empty()) warm_page_cache(scratches.front()->path(), warmup_bytes);
+    const std::vector<RunResult> results =
+        run_interleaved(sessions, limits, plan_.interleave_slices, repetition, [] { settle_disk(); });
+    for (std::size_t index = 0; index < sessions.size(); ++index) {
+      RunResult result = results[index];
+      const std::string closed = sessions[index]->close();
+      if (result.ok() && !closed.empty()) result.error = closed;
+      targets[index]->runs.push_back(result);
+      progress(*targets[index], result);
+    }
+  }
+
   void run_repetition(unsigned repetition, SizeSeries& series, const PayloadSource& payloads) {
     const std::size_t payload_bytes = series.payload_bytes;
     auto record = [](Series& target, const RunResult& run) {
@@ -189,34 +235,20 @@ class Benchmark {
     };
     if (wants(1)) {
       const RunLimits limits{plan_.small_batch_messages_for(payload_bytes), plan_.small_batch_seconds};
-      run_rotated(repetition, {
-          [&] {
-            if (!runs("msgstore")) return;
-            ScratchDirectory scratch(options_.directory, "w1-msgstore");
-            prepare(scratch, limits.messages_max, payload_bytes);
-            record(series.small_batch_msgstore, msgstore_publish(scratch.path(), payloads, small_batch_messages, FsyncPolicy::always,
-                                                                 limits, false, limits).publish);
-          },
-          [&] {
-            if (!runs("sqlite")) return;
-            ScratchDirectory scratch(options_.directory, "w1-sqlite");
-            prepare(scratch, limits.messages_max, payload_bytes);
-            record(series.small_batch_sqlite, sqlite_publish(scratch.path(), payloads, small_batch_messages, SqliteSynchronous::full,
-                                                             limits, false, limits).insert);
-          },
-          [&] {
-            if (!runs("raw")) return;
-            ScratchDirectory scratch(options_.directory, "w1-raw");
-            prepare(scratch, limits.messages_max, payload_bytes);
-            RunResult run;
-            if (series.raw_batch_bytes == 0) {
-              run.error = "no calibration of msgstore's batch bytes";
-            } else {
-              run = raw_append_and_sync(scratch.path(), payloads, series.raw_batch_bytes, small_batch_messages, limits);
-            }
-            record(series.small_batch_raw, run);
-          },
-      });
+      std::vector<SideBySide> entries;
+      if (runs("msgstore")) {
+        entries.push_back({make_msgstore_batch_session(payloads, small_batch_messages, FsyncPolicy::always),
+                           &series.small_batch_msgstore, limits});
+      }
+      if (runs("sqlite")) {
+        entries.push_back({make_sqlite_batch_session(payloads, small_batch_messages, SqliteSynchronous::full),
+                           &series.small_batch_sqlite, limits});
+      }
+      if (runs("raw") && series.raw_batch_bytes > 0) {
+        entries.push_back({make_raw_append_session(payloads, series.raw_batch_bytes, small_batch_messages),
+                           &series.small_batch_raw, limits});
+      }
+      run_side_by_side(repetition, "w1", entries, payload_bytes);
     }
     if (wants(2) || wants(4)) {
       const RunLimits limits{plan_.large_batch_messages_for(payload_bytes), plan_.large_batch_seconds};
@@ -259,32 +291,18 @@ class Benchmark {
       }
     }
     if (wants(3)) {
-      run_rotated(repetition, {
-          [&] {
-            if (!runs("msgstore")) return;
-            ScratchDirectory scratch(options_.directory, "w3-msgstore");
-            prepare(scratch, plan_.concurrent_msgstore_messages, payload_bytes);
-            record(series.concurrent_msgstore,
-                   msgstore_concurrent_publish(scratch.path(), payloads, concurrent_threads, FsyncPolicy::always,
-                                               RunLimits{plan_.concurrent_msgstore_messages, plan_.concurrent_seconds}));
-          },
-          [&] {
-            if (!runs("sqlite")) return;
-            ScratchDirectory scratch(options_.directory, "w3-sqlite");
-            prepare(scratch, plan_.concurrent_sqlite_messages, payload_bytes);
-            record(series.concurrent_sqlite,
-                   sqlite_concurrent_publish(scratch.path(), payloads, concurrent_threads, SqliteSynchronous::full,
-                                             RunLimits{plan_.concurrent_sqlite_messages, plan_.concurrent_seconds}));
-          },
-          [&] {
-            if (!runs("sqlite")) return;
-            ScratchDirectory scratch(options_.directory, "w3-sqlite-1");
-            prepare(scratch, plan_.single_thread_sqlite_messages, payload_bytes);
-            record(series.single_thread_sqlite,
-                   sqlite_concurrent_publish(scratch.path(), payloads, 1, SqliteSynchronous::full,
-                                             RunLimits{plan_.single_thread_sqlite_messages, plan_.concurrent_seconds / 2}));
-          },
-      });
+      std::vector<SideBySide> entries;
+      if (runs("msgstore")) {
+        entries.push_back({make_msgstore_concurrent_session(payloads, concurrent_threads, FsyncPolicy::always),
+                           &series.concurrent_msgstore, RunLimits{plan_.concurrent_msgstore_messages, plan_.concurrent_seconds}});
+      }
+      if (runs("sqlite")) {
+        entries.push_back({make_sqlite_concurrent_session(payloads, concurrent_threads, SqliteSynchronous::full),
+                           &series.concurrent_sqlite, RunLimits{plan_.concurrent_sqlite_messages, plan_.concurrent_seconds}});
+        entries.push_back({make_sqlite_concurrent_session(payloads, 1, SqliteSynchronous::full), &series.single_thread_sqlite,
+                           RunLimits{plan_.single_thread_sqlite_messages, plan_.concurrent_seconds / 2}});
+      }
+      run_side_by_side(repetition, "w3", entries, payload_bytes);
     }
   }
 
@@ -306,7 +324,7 @@ class Benchmark {
     }
     auto probe = [this](const char* when) {
       ScratchDirectory scratch(options_.directory, "sync-probe");
-      const SyncLatency latency = probe_sync_latency(scratch.path(), 1000, 10);
+      const SyncLatency latency = probe_sync_latency(scratch.path(), options_.quick ? 200 : 1000, options_.quick ? 2 : 10);
       std::fprintf(stderr, "fdatasync probe (%s): p50 %.0f us, p99 %.0f us\n", when, latency.p50_microseconds, latency.p99_microseconds);
       char text[160];
       std::snprintf(text, sizeof text, "%s: p50 %.0f us, p99 %.0f us (%zu appends of 4 KiB)", when, latency.p50_microseconds,
@@ -463,7 +481,8 @@ int main(int argc, char** argv) {
   app.add_option("--label", options.label, "machine label for the report, e.g. 2vcpu-xeon (never a host name)");
   app.add_option("--workloads", options.workloads, "comma-separated goals to run, from 1,2,3,4,5");
   app.add_option("--systems", options.systems, "comma-separated systems to run, from msgstore,sqlite,raw (for profiling)");
-  app.add_option("--payloads", options.payload_sizes, "payload sizes in bytes (default 100 1024; others for profiling)")
+  app.add_option("--payloads", options.payload_sizes, "comma-separated payload sizes in bytes (default 100,1024; others for profiling)")
+      ->delimiter(',')
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   bool no_warmup = false;
   app.add_flag("--no-page-cache-warmup", no_warmup, "skip the page cache warm-up before each run (see README.md)");

@@ -32,6 +32,13 @@ Result<std::unique_ptr<Store>> open_store_with_stream(const std::filesystem::pat
   return store;
 }
 
+std::string close_store(std::unique_ptr<Store>& store) {
+  if (!store) return {};
+  Status closed = store->close();
+  store.reset();
+  return closed.is_ok() ? std::string() : "close: " + closed.to_string();
+}
+
 RunResult replay(const Store& store, std::uint64_t expected_messages, ReplayShape shape, const RunLimits& limits) {
   RunResult result;
   const std::uint64_t messages_max = std::min(expected_messages, limits.messages_max);
@@ -120,66 +127,136 @@ MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, cons
   return run;
 }
 
-RunResult msgstore_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
-                                      unsigned threads, FsyncPolicy fsync, const RunLimits& limits) {
-  RunResult result;
-  auto store = open_store_with_stream(directory, fsync);
-  if (!store) {
-    result.error = "open: " + store.status().to_string();
+namespace {
+
+class MsgstoreBatchSession final : public PublishSession {
+ public:
+  MsgstoreBatchSession(const PayloadSource& payloads, std::size_t batch_messages, FsyncPolicy fsync)
+      : payloads_(payloads), fsync_(fsync), batch_(batch_messages) {
+    for (OutgoingMessage& message : batch_) message.subject = subject;
+  }
+  std::string name() const override { return "msgstore"; }
+  std::string open(const std::filesystem::path& directory) override {
+    auto store = open_store_with_stream(directory, fsync_);
+    if (!store) return "open: " + store.status().to_string();
+    store_ = std::move(*store);
+    return {};
+  }
+  RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
+    RunResult result;
+    const double cpu_begin = process_cpu_seconds();
+    const auto begin = SteadyClock::now();
+    while (result.messages < messages) {
+      if (SteadyClock::now() >= deadline) {
+        result.time_bound_hit = true;
+        break;
+      }
+      const std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(batch_.size(), messages - result.messages));
+      for (std::size_t index = 0; index < count; ++index) {
+        batch_[index].key = payloads_.key(next_index_ + index);
+        batch_[index].payload = payloads_.payload(next_index_ + index);
+      }
+      auto positions = store_->publish_batch(std::span<const OutgoingMessage>(batch_.data(), count));
+      if (!positions) {
+        result.error = "publish_batch: " + positions.status().to_string();
+        break;
+      }
+      result.messages += count;
+      next_index_ += count;
+    }
+    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
     return result;
   }
-  std::atomic<std::uint64_t> next_index{0};
-  std::atomic<std::uint64_t> published{0};
-  std::atomic<bool> out_of_time{false};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::latch start_line(static_cast<std::ptrdiff_t>(threads) + 1);
-  SteadyClock::time_point deadline;  // written before start_line releases the workers
+  std::string close() override { return close_store(store_); }
 
-  auto worker = [&] {
+ private:
+  const PayloadSource& payloads_;
+  FsyncPolicy fsync_;
+  std::vector<OutgoingMessage> batch_;
+  std::unique_ptr<Store> store_;
+  std::uint64_t next_index_ = 0;
+};
+
+class MsgstoreConcurrentSession final : public PublishSession {
+ public:
+  MsgstoreConcurrentSession(const PayloadSource& payloads, unsigned threads, FsyncPolicy fsync)
+      : payloads_(payloads), threads_(threads), fsync_(fsync) {}
+  std::string name() const override { return "msgstore"; }
+  std::string open(const std::filesystem::path& directory) override {
+    auto store = open_store_with_stream(directory, fsync_);
+    if (!store) return "open: " + store.status().to_string();
+    store_ = std::move(*store);
+    return {};
+  }
+  RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
+    RunResult result;
+    const std::uint64_t first_index = next_index_;
+    std::atomic<std::uint64_t> claimed{0};
+    std::atomic<std::uint64_t> published{0};
+    std::atomic<bool> out_of_time{false};
+    std::atomic<bool> failed{false};
+    std::mutex error_mutex;
+    std::latch start_line(static_cast<std::ptrdiff_t>(threads_) + 1);
+    auto worker = [&] {
+      start_line.arrive_and_wait();
+      std::uint64_t mine = 0;
+      OutgoingMessage message;
+      message.subject = subject;
+      while (!failed.load(std::memory_order_relaxed)) {
+        if (SteadyClock::now() >= deadline) {
+          out_of_time = true;
+          break;
+        }
+        const std::uint64_t claim = claimed.fetch_add(1, std::memory_order_relaxed);
+        if (claim >= messages) break;
+        message.key = payloads_.key(first_index + claim);
+        message.payload = payloads_.payload(first_index + claim);
+        auto positions = store_->publish(message);
+        if (!positions) {
+          std::lock_guard lock(error_mutex);
+          if (result.error.empty()) result.error = "publish: " + positions.status().to_string();
+          failed = true;
+          break;
+        }
+        ++mine;
+      }
+      published.fetch_add(mine, std::memory_order_relaxed);
+    };
+    std::vector<std::thread> workers;
+    workers.reserve(threads_);
+    for (unsigned index = 0; index < threads_; ++index) workers.emplace_back(worker);
+    const double cpu_begin = process_cpu_seconds();
+    const auto begin = SteadyClock::now();
     start_line.arrive_and_wait();
-    std::uint64_t mine = 0;
-    OutgoingMessage message;
-    message.subject = subject;
-    while (!failed.load(std::memory_order_relaxed)) {
-      if (SteadyClock::now() >= deadline) {
-        out_of_time = true;
-        break;
-      }
-      const std::uint64_t index = next_index.fetch_add(1, std::memory_order_relaxed);
-      if (index >= limits.messages_max) break;
-      message.key = payloads.key(index);
-      message.payload = payloads.payload(index);
-      auto positions = (*store)->publish(message);
-      if (!positions) {
-        std::lock_guard lock(error_mutex);
-        if (result.error.empty()) result.error = "publish: " + positions.status().to_string();
-        failed = true;
-        break;
-      }
-      ++mine;
-    }
-    published.fetch_add(mine, std::memory_order_relaxed);
-  };
+    for (std::thread& thread : workers) thread.join();
+    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+    result.messages = published.load();
+    result.time_bound_hit = out_of_time.load() && result.messages < messages;
+    next_index_ += std::min(claimed.load(), messages);
+    return result;
+  }
+  std::string close() override { return close_store(store_); }
 
-  std::vector<std::thread> workers;
-  workers.reserve(threads);
-  for (unsigned index = 0; index < threads; ++index) workers.emplace_back(worker);
-  const double cpu_begin = process_cpu_seconds();
-  const auto begin = SteadyClock::now();
-  deadline = deadline_after(begin, limits.seconds_max);
-  start_line.arrive_and_wait();
-  for (std::thread& thread : workers) thread.join();
-  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-  result.messages = published.load();
-  result.time_bound_hit = out_of_time.load() && result.messages < limits.messages_max;
+ private:
+  const PayloadSource& payloads_;
+  unsigned threads_;
+  FsyncPolicy fsync_;
+  std::unique_ptr<Store> store_;
+  std::uint64_t next_index_ = 0;
+};
 
-  Status closed = (*store)->close();
-  if (!closed.is_ok() && result.ok()) result.error = "close: " + closed.to_string();
-  store->reset();
-  result.bytes_written = file_bytes_with_suffix(directory, ".log");
-  return result;
+}  // namespace
+
+std::unique_ptr<PublishSession> make_msgstore_batch_session(const PayloadSource& payloads, std::size_t batch_messages,
+                                                            FsyncPolicy fsync) {
+  return std::make_unique<MsgstoreBatchSession>(payloads, batch_messages, fsync);
+}
+
+std::unique_ptr<PublishSession> make_msgstore_concurrent_session(const PayloadSource& payloads, unsigned threads,
+                                                                 FsyncPolicy fsync) {
+  return std::make_unique<MsgstoreConcurrentSession>(payloads, threads, fsync);
 }
 
 }  // namespace msgstore::bench

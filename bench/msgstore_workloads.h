@@ -1,13 +1,13 @@
 // bench/msgstore_workloads.h: the msgstore side of every workload, through the public API only.
 //
-// Each function opens a fresh Store in `directory` (which must be empty), creates one stream
-// of one partition capturing "bench.>", runs the timed part, closes the store and leaves the
-// files for the caller to measure and remove. Opening, stream creation and closing are outside
-// the timed region.
+// Every store is fresh, in an empty directory the caller removes afterwards, with one stream
+// of one partition capturing "bench.>". Opening, stream creation and closing are outside the
+// timed region.
 #pragma once
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 
 #include "harness.h"
 #include "msgstore/stream.h"
@@ -34,9 +34,13 @@ MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, cons
                                     std::size_t batch_messages, FsyncPolicy fsync, const RunLimits& limits,
                                     bool replay_after, const RunLimits& replay_limits);
 
-// `threads` threads each publish single messages (Store::publish) until limits.messages_max
-// messages have been published between them or the time runs out.
-RunResult msgstore_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
-                                      unsigned threads, FsyncPolicy fsync, const RunLimits& limits);
+// Sessions for run_interleaved (harness.h); `payloads` must outlive them.
+// publish_batch calls of `batch_messages` from the driving thread.
+std::unique_ptr<PublishSession> make_msgstore_batch_session(const PayloadSource& payloads, std::size_t batch_messages,
+                                                            FsyncPolicy fsync);
+// `threads` threads each publishing single messages (Store::publish); a slice ends when the
+// threads have published its messages between them or its time is up.
+std::unique_ptr<PublishSession> make_msgstore_concurrent_session(const PayloadSource& payloads, unsigned threads,
+                                                                 FsyncPolicy fsync);
 
 }  // namespace msgstore::bench

@@ -11,53 +11,75 @@
 
 namespace msgstore::bench {
 
-RunResult raw_append_and_sync(const std::filesystem::path& directory, const PayloadSource& payloads,
-                              std::size_t batch_bytes, std::size_t messages_per_batch, const RunLimits& limits) {
-  RunResult result;
-  // The batch bytes: payload bytes laid end to end, so the content is as varied as msgstore's.
-  std::string batch;
-  batch.reserve(batch_bytes);
-  for (std::uint64_t index = 0; batch.size() < batch_bytes; ++index) {
-    const std::string_view payload = payloads.payload(index);
-    batch.append(payload.substr(0, std::min(payload.size(), batch_bytes - batch.size())));
-  }
-  const auto path = directory / "raw.log";
-  const int descriptor = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-  if (descriptor < 0) {
-    result.error = std::string("open: ") + std::strerror(errno);
-    return result;
-  }
+namespace {
 
-  const double cpu_begin = process_cpu_seconds();
-  const auto begin = SteadyClock::now();
-  const auto deadline = deadline_after(begin, limits.seconds_max);
-  while (result.messages < limits.messages_max) {
-    if (SteadyClock::now() >= deadline) {
-      result.time_bound_hit = true;
-      break;
+class RawAppendSession final : public PublishSession {
+ public:
+  RawAppendSession(const PayloadSource& payloads, std::size_t batch_bytes, std::size_t messages_per_batch)
+      : messages_per_batch_(messages_per_batch) {
+    // The batch bytes: payloads laid end to end, as varied as msgstore's.
+    batch_.reserve(batch_bytes);
+    for (std::uint64_t index = 0; batch_.size() < batch_bytes; ++index) {
+      const std::string_view payload = payloads.payload(index);
+      batch_.append(payload.substr(0, std::min(payload.size(), batch_bytes - batch_.size())));
     }
-    std::size_t written = 0;
-    while (written < batch.size()) {
-      const ssize_t got = ::write(descriptor, batch.data() + written, batch.size() - written);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        result.error = std::string("write: ") + std::strerror(errno);
+  }
+  ~RawAppendSession() override { (void)close(); }
+  std::string name() const override { return "write+fdatasync"; }
+  std::string open(const std::filesystem::path& directory) override {
+    const auto path = directory / "raw.log";
+    descriptor_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (descriptor_ < 0) return std::string("open: ") + std::strerror(errno);
+    return {};
+  }
+  RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
+    RunResult result;
+    const double cpu_begin = process_cpu_seconds();
+    const auto begin = SteadyClock::now();
+    while (result.messages < messages) {
+      if (SteadyClock::now() >= deadline) {
+        result.time_bound_hit = true;
         break;
       }
-      written += static_cast<std::size_t>(got);
+      std::size_t written = 0;
+      while (written < batch_.size()) {
+        const ssize_t got = ::write(descriptor_, batch_.data() + written, batch_.size() - written);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          result.error = std::string("write: ") + std::strerror(errno);
+          break;
+        }
+        written += static_cast<std::size_t>(got);
+      }
+      if (!result.ok()) break;
+      if (::fdatasync(descriptor_) != 0) {
+        result.error = std::string("fdatasync: ") + std::strerror(errno);
+        break;
+      }
+      result.messages += messages_per_batch_;
+      result.bytes_written += batch_.size();
     }
-    if (!result.ok()) break;
-    if (::fdatasync(descriptor) != 0) {
-      result.error = std::string("fdatasync: ") + std::strerror(errno);
-      break;
-    }
-    result.messages += messages_per_batch;
-    result.bytes_written += batch.size();
+    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+    return result;
   }
-  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-  ::close(descriptor);
-  return result;
+  std::string close() override {
+    if (descriptor_ >= 0) ::close(descriptor_);
+    descriptor_ = -1;
+    return {};
+  }
+
+ private:
+  std::size_t messages_per_batch_;
+  std::string batch_;
+  int descriptor_ = -1;
+};
+
+}  // namespace
+
+std::unique_ptr<PublishSession> make_raw_append_session(const PayloadSource& payloads, std::size_t batch_bytes,
+                                                        std::size_t messages_per_batch) {
+  return std::make_unique<RawAppendSession>(payloads, batch_bytes, messages_per_batch);
 }
 
 SyncLatency probe_sync_latency(const std::filesystem::path& directory, std::size_t samples, double seconds_max) {

@@ -8,17 +8,18 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "harness.h"
 
 namespace msgstore::bench {
 
-// Appends `batch_bytes` per batch and syncs after each batch. RunResult::messages counts
-// batches x messages_per_batch, so the rate compares directly with a message rate;
-// limits.messages_max is in messages too.
-RunResult raw_append_and_sync(const std::filesystem::path& directory, const PayloadSource& payloads,
-                              std::size_t batch_bytes, std::size_t messages_per_batch, const RunLimits& limits);
+// A session for run_interleaved (harness.h): appends `batch_bytes` per batch to one file and
+// syncs after each batch. RunResult::messages counts batches x messages_per_batch, so the rate
+// compares directly with a message rate; slice sizes are in messages too.
+std::unique_ptr<PublishSession> make_raw_append_session(const PayloadSource& payloads, std::size_t batch_bytes,
+                                                        std::size_t messages_per_batch);
 
 // fdatasync latency after a 4 KiB append, as the machine shows it right now: the figure that
 // bounds every fsync=always workload and that moves most when the machine is shared.

@@ -15,7 +15,7 @@ namespace {
 constexpr const char* database_file_name = "messages.db";
 constexpr const char* stream_name = "bench";
 constexpr int stream_name_bytes = 5;
-constexpr int busy_timeout_ms = 5000;
+constexpr int busy_timeout_ms = 1000;  // short, so that a writer notices its time limit soon
 constexpr std::int64_t page_rows = 1000;
 constexpr std::uint64_t clock_check_rows = 4096;
 
@@ -33,6 +33,9 @@ std::int64_t now_ms() {
 
 class Connection {
  public:
+  Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
   ~Connection() {
     if (database_ != nullptr) sqlite3_close_v2(database_);
   }
@@ -64,6 +67,9 @@ class Connection {
 
 class Statement {
  public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
   ~Statement() { sqlite3_finalize(statement_); }
   std::string prepare(Connection& connection, const char* sql) {
     if (sqlite3_prepare_v2(connection.handle(), sql, -1, &statement_, nullptr) != SQLITE_OK) {
@@ -92,6 +98,26 @@ void bind_row(sqlite3_stmt* insert, const PayloadSource& payloads, std::uint64_t
   sqlite3_bind_int64(insert, 3, timestamp_ms);
   sqlite3_bind_text(insert, 4, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   sqlite3_bind_blob(insert, 5, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
+}
+
+// One transaction of `rows` rows starting at message `first_index`, the timestamp taken once.
+// Returns an error message, empty on success.
+std::string insert_transaction(Connection& connection, Statement& insert, Statement& begin, Statement& commit,
+                               const PayloadSource& payloads, std::uint64_t first_index, std::uint64_t rows) {
+  const std::int64_t timestamp_ms = now_ms();
+  if (!step_done(begin)) return "BEGIN: " + connection.last_error();
+  for (std::uint64_t row = 0; row < rows; ++row) {
+    bind_row(insert.handle(), payloads, first_index + row, timestamp_ms);
+    const int code = sqlite3_step(insert.handle());
+    sqlite3_reset(insert.handle());
+    if (code != SQLITE_DONE) {
+      std::string error = "INSERT: " + connection.last_error();
+      (void)connection.execute("ROLLBACK");
+      return error;
+    }
+  }
+  if (!step_done(commit)) return "COMMIT: " + connection.last_error();
+  return {};
 }
 
 RunResult replay(Connection& connection, std::uint64_t expected_rows, bool paged, const RunLimits& limits) {
@@ -173,21 +199,9 @@ SqlitePublishRun sqlite_publish(const std::filesystem::path& directory, const Pa
       break;
     }
     const std::uint64_t rows = std::min<std::uint64_t>(rows_per_transaction, limits.messages_max - insert_result.messages);
-    const std::int64_t timestamp_ms = now_ms();
-    if (!step_done(begin_transaction)) {
-      insert_result.error = "BEGIN: " + connection.last_error();
-      break;
-    }
-    for (std::uint64_t row = 0; row < rows && insert_result.ok(); ++row) {
-      bind_row(insert.handle(), payloads, insert_result.messages + row, timestamp_ms);
-      if (sqlite3_step(insert.handle()) != SQLITE_DONE) insert_result.error = "INSERT: " + connection.last_error();
-      sqlite3_reset(insert.handle());
-    }
+    insert_result.error =
+        insert_transaction(connection, insert, begin_transaction, commit_transaction, payloads, insert_result.messages, rows);
     if (!insert_result.ok()) break;
-    if (!step_done(commit_transaction)) {
-      insert_result.error = "COMMIT: " + connection.last_error();
-      break;
-    }
     insert_result.messages += rows;
   }
   insert_result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
@@ -206,84 +220,146 @@ SqlitePublishRun sqlite_publish(const std::filesystem::path& directory, const Pa
   return run;
 }
 
-RunResult sqlite_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
-                                    unsigned threads, SqliteSynchronous synchronous, const RunLimits& limits) {
-  RunResult result;
-  const auto path = directory / database_file_name;
-  Connection setup;
-  for (const std::string& error : {setup.open(path, synchronous, /*create=*/true), setup.execute(create_table_sql)}) {
-    if (!error.empty()) {
-      result.error = error;
-      return result;
+namespace {
+
+class SqliteBatchSession final : public PublishSession {
+ public:
+  SqliteBatchSession(const PayloadSource& payloads, std::size_t rows_per_transaction, SqliteSynchronous synchronous)
+      : payloads_(payloads), rows_per_transaction_(rows_per_transaction), synchronous_(synchronous) {}
+  std::string name() const override { return "SQLite"; }
+  std::string open(const std::filesystem::path& directory) override {
+    for (const std::string& error :
+         {connection_.open(directory / database_file_name, synchronous_, /*create=*/true), connection_.execute(create_table_sql),
+          insert_.prepare(connection_, insert_sql), begin_.prepare(connection_, "BEGIN"),
+          commit_.prepare(connection_, "COMMIT")}) {
+      if (!error.empty()) return error;
     }
+    return {};
   }
-
-  std::atomic<std::uint64_t> next_index{0};
-  std::atomic<std::uint64_t> committed{0};
-  std::atomic<std::uint64_t> busy_retries{0};
-  std::atomic<bool> out_of_time{false};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  auto record_error = [&](const std::string& error) {
-    std::lock_guard lock(error_mutex);
-    if (result.error.empty()) result.error = error;
-    failed = true;
-  };
-  std::latch start_line(static_cast<std::ptrdiff_t>(threads) + 1);
-  SteadyClock::time_point deadline;  // written before start_line releases the workers
-
-  auto worker = [&] {
-    Connection connection;
-    Statement insert;
-    std::string error = connection.open(path, synchronous, /*create=*/false);
-    if (error.empty()) error = insert.prepare(connection, insert_sql);
-    start_line.arrive_and_wait();
-    if (!error.empty()) {
-      record_error(error);
-      return;
-    }
-    std::uint64_t mine = 0;
-    while (!failed.load(std::memory_order_relaxed)) {
+  RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
+    RunResult result;
+    const double cpu_begin = process_cpu_seconds();
+    const auto begin = SteadyClock::now();
+    while (result.messages < messages) {
       if (SteadyClock::now() >= deadline) {
-        out_of_time = true;
+        result.time_bound_hit = true;
         break;
       }
-      const std::uint64_t index = next_index.fetch_add(1, std::memory_order_relaxed);
-      if (index >= limits.messages_max) break;
-      bool done = false;
-      while (!done && SteadyClock::now() < deadline) {
-        bind_row(insert.handle(), payloads, index, now_ms());
-        const int code = sqlite3_step(insert.handle());
-        sqlite3_reset(insert.handle());
-        if (code == SQLITE_DONE) {
-          done = true;
-        } else if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
-          busy_retries.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          record_error("INSERT: " + connection.last_error());
+      const std::uint64_t rows = std::min<std::uint64_t>(rows_per_transaction_, messages - result.messages);
+      result.error = insert_transaction(connection_, insert_, begin_, commit_, payloads_, next_index_, rows);
+      if (!result.ok()) break;
+      result.messages += rows;
+      next_index_ += rows;
+    }
+    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+    return result;
+  }
+  std::string close() override { return {}; }  // the connection closes with the session
+
+ private:
+  const PayloadSource& payloads_;
+  std::size_t rows_per_transaction_;
+  SqliteSynchronous synchronous_;
+  Connection connection_;
+  Statement insert_, begin_, commit_;
+  std::uint64_t next_index_ = 0;
+};
+
+class SqliteConcurrentSession final : public PublishSession {
+ public:
+  SqliteConcurrentSession(const PayloadSource& payloads, unsigned threads, SqliteSynchronous synchronous)
+      : payloads_(payloads), threads_(threads), synchronous_(synchronous), writers_(threads) {}
+  std::string name() const override { return "SQLite"; }
+  std::string open(const std::filesystem::path& directory) override {
+    const auto path = directory / database_file_name;
+    for (const std::string& error : {setup_.open(path, synchronous_, /*create=*/true), setup_.execute(create_table_sql)}) {
+      if (!error.empty()) return error;
+    }
+    for (Writer& writer : writers_) {
+      std::string error = writer.connection.open(path, synchronous_, /*create=*/false);
+      if (error.empty()) error = writer.insert.prepare(writer.connection, insert_sql);
+      if (!error.empty()) return error;
+    }
+    return {};
+  }
+  RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
+    RunResult result;
+    const std::uint64_t first_index = next_index_;
+    std::atomic<std::uint64_t> claimed{0};
+    std::atomic<std::uint64_t> committed{0};
+    std::atomic<bool> out_of_time{false};
+    std::atomic<bool> failed{false};
+    std::mutex error_mutex;
+    std::latch start_line(static_cast<std::ptrdiff_t>(threads_) + 1);
+    auto worker = [&](Writer& writer) {
+      start_line.arrive_and_wait();
+      std::uint64_t mine = 0;
+      while (!failed.load(std::memory_order_relaxed)) {
+        if (SteadyClock::now() >= deadline) {
+          out_of_time = true;
           break;
         }
+        const std::uint64_t claim = claimed.fetch_add(1, std::memory_order_relaxed);
+        if (claim >= messages) break;
+        bool done = false;
+        while (!done && SteadyClock::now() < deadline) {
+          bind_row(writer.insert.handle(), payloads_, first_index + claim, now_ms());
+          const int code = sqlite3_step(writer.insert.handle());
+          sqlite3_reset(writer.insert.handle());
+          if (code == SQLITE_DONE) {
+            done = true;
+          } else if (code != SQLITE_BUSY && code != SQLITE_LOCKED) {
+            std::lock_guard lock(error_mutex);
+            if (result.error.empty()) result.error = "INSERT: " + writer.connection.last_error();
+            failed = true;
+            break;
+          }
+        }
+        if (!done) break;
+        ++mine;
       }
-      if (!done) break;
-      ++mine;
-    }
-    committed.fetch_add(mine, std::memory_order_relaxed);
-  };
+      committed.fetch_add(mine, std::memory_order_relaxed);
+    };
+    std::vector<std::thread> threads;
+    threads.reserve(threads_);
+    for (Writer& writer : writers_) threads.emplace_back(worker, std::ref(writer));
+    const double cpu_begin = process_cpu_seconds();
+    const auto begin = SteadyClock::now();
+    start_line.arrive_and_wait();
+    for (std::thread& thread : threads) thread.join();
+    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+    result.messages = committed.load();
+    result.time_bound_hit = out_of_time.load() && result.messages < messages;
+    next_index_ += std::min(claimed.load(), messages);
+    return result;
+  }
+  std::string close() override { return {}; }
 
-  std::vector<std::thread> workers;
-  workers.reserve(threads);
-  for (unsigned index = 0; index < threads; ++index) workers.emplace_back(worker);
-  const double cpu_begin = process_cpu_seconds();
-  const auto begin = SteadyClock::now();
-  deadline = deadline_after(begin, limits.seconds_max);
-  start_line.arrive_and_wait();
-  for (std::thread& thread : workers) thread.join();
-  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-  result.messages = committed.load();
-  result.time_bound_hit = out_of_time.load() && result.messages < limits.messages_max;
-  result.bytes_written = file_bytes_with_suffix(directory, ".db") + file_bytes_with_suffix(directory, ".db-wal");
-  return result;
+ private:
+  struct Writer {
+    Connection connection;
+    Statement insert;
+  };
+  const PayloadSource& payloads_;
+  unsigned threads_;
+  SqliteSynchronous synchronous_;
+  Connection setup_;
+  std::vector<Writer> writers_;  // declared after setup_: closed before it
+  std::uint64_t next_index_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<PublishSession> make_sqlite_batch_session(const PayloadSource& payloads, std::size_t rows_per_transaction,
+                                                          SqliteSynchronous synchronous) {
+  return std::make_unique<SqliteBatchSession>(payloads, rows_per_transaction, synchronous);
+}
+
+std::unique_ptr<PublishSession> make_sqlite_concurrent_session(const PayloadSource& payloads, unsigned threads,
+                                                               SqliteSynchronous synchronous) {
+  return std::make_unique<SqliteConcurrentSession>(payloads, threads, synchronous);
 }
 
 }  // namespace msgstore::bench

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "harness.h"
@@ -31,10 +32,14 @@ SqlitePublishRun sqlite_publish(const std::filesystem::path& directory, const Pa
                                 std::size_t rows_per_transaction, SqliteSynchronous synchronous, const RunLimits& limits,
                                 bool replay_after, const RunLimits& replay_limits);
 
+// Sessions for run_interleaved (harness.h); `payloads` must outlive them.
+// One connection; `rows_per_transaction` rows per BEGIN..COMMIT.
+std::unique_ptr<PublishSession> make_sqlite_batch_session(const PayloadSource& payloads, std::size_t rows_per_transaction,
+                                                          SqliteSynchronous synchronous);
 // `threads` threads, each with its own connection (busy_timeout set), insert one row per
-// transaction (autocommit INSERT) until limits.messages_max rows are committed between them
-// or the time runs out. Counts committed rows.
-RunResult sqlite_concurrent_publish(const std::filesystem::path& directory, const PayloadSource& payloads,
-                                    unsigned threads, SqliteSynchronous synchronous, const RunLimits& limits);
+// transaction (autocommit INSERT); a slice ends when its rows are committed between them or
+// its time is up. Counts committed rows.
+std::unique_ptr<PublishSession> make_sqlite_concurrent_session(const PayloadSource& payloads, unsigned threads,
+                                                               SqliteSynchronous synchronous);
 
 }  // namespace msgstore::bench

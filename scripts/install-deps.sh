@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev                             # the SQLite peer in bench/ (never linked into msgstore)
   clang-14 libclang-rt-14-dev                # sanitizer presets (asan, tsan) and libFuzzer targets
   python3                                    # end-to-end test drivers
+  strace                                     # e2e fault injection (strace -e inject=) in tests/e2e/strace_fault_test.cc
 )
 
 missing=()

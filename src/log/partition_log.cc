@@ -162,6 +162,13 @@ Status PartitionLog::recover(RecoveryReport& report) {
     recovery_next_offset = bases.front();
   }
   log_start_offset_ = log_start;
+  {
+    // What is on disk now, until a new checkpoint is written (it may not be, on a full disk).
+    std::lock_guard lock(meta_mutex_);
+    checkpoint_segment_ = recovery_segment;
+    checkpoint_position_ = recovery_position;
+    checkpoint_next_offset_ = recovery_next_offset;
+  }
 
   std::vector<std::shared_ptr<Segment>> opened;
   Offset expected = bases.empty() ? log_start : bases.front();
@@ -322,7 +329,9 @@ Status PartitionLog::recover(RecoveryReport& report) {
   active_ = opened.back();
   if (!active_->indexes_loaded()) MSGSTORE_RETURN_IF_ERROR(active_->ensure_indexes());
   // The tail's indexes were re-derived in memory: rewrite them so appends extend them.
-  MSGSTORE_RETURN_IF_ERROR(active_->write_index_files());
+  // Indexes are derived: on a full disk they stay in memory only and are rebuilt next time.
+  Status indexes_written = active_->write_index_files();
+  if (!indexes_written.is_ok() && indexes_written.code() != ErrorCode::no_space) return indexes_written;
   next_offset_ = active_->next_offset();
   if (next_offset_ < log_start) next_offset_ = log_start;
   MSGSTORE_RETURN_IF_ERROR(active_->sync_data());
@@ -332,7 +341,7 @@ Status PartitionLog::recover(RecoveryReport& report) {
   high_watermark_ = next_offset_;
   // Everything up to here is checked and synced: the next recovery starts from here, which
   // makes a second recovery a no-op.
-  MSGSTORE_RETURN_IF_ERROR(write_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_));
+  MSGSTORE_RETURN_IF_ERROR(advance_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_));
   last_sync_ms_ = clock_();
   return Status::ok();
 }
@@ -697,28 +706,27 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     std::uint64_t total_bytes = 0;
     for (const auto& [base, segment] : segments_) total_bytes += segment->readable_bytes();
     const Offset high_watermark = high_watermark_.load();
-    std::uint64_t total_messages = high_watermark - log_start_offset();
     for (auto it = segments_.begin(); it != segments_.end(); ++it) {
       auto following = std::next(it);
       if (following == segments_.end()) break;  // the active segment is never deleted here
+      if (following->first > high_watermark) break;  // never delete what readers cannot see yet
       const Segment& segment = *it->second;
-      const std::uint64_t segment_messages = following->first - std::max(it->first, log_start_offset());
       const bool expired = options.max_age_ms > 0 && !segment.empty() && segment.max_timestamp_ms() < now - options.max_age_ms;
       // Size and count limits keep at least the limit: a segment goes only if what remains
-      // after it still meets the limit.
+      // after it still meets the limit. What remains is counted from the next segment's base,
+      // not from a running total: a segment can lie below the log start (an earlier pass
+      // could not persist its checkpoint), and it holds none of the messages counted from there.
       const bool over_bytes = options.max_bytes > 0 && total_bytes - segment.readable_bytes() >= options.max_bytes;
-      const bool over_messages = options.max_messages > 0 && total_messages - segment_messages >= options.max_messages;
+      const bool over_messages = options.max_messages > 0 && high_watermark - following->first >= options.max_messages;
       if (!(expired || over_bytes || over_messages)) break;
-      if (following->first > high_watermark) break;  // never delete what readers cannot see yet
       doomed.push_back(it->second);
       total_bytes -= segment.readable_bytes();
-      total_messages -= segment_messages;
       new_start = following->first;
     }
   }
   if (doomed.empty()) return Status::ok();
   // Persist the new log start first: a crash after this point finishes the deletion on open.
-  log_start_offset_ = new_start;
+  const Offset previous_start = log_start_offset_.exchange(new_start);
   {
     Offset segment;
     std::uint64_t position;
@@ -729,7 +737,13 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       position = checkpoint_position_;
       next = checkpoint_next_offset_;
     }
-    MSGSTORE_RETURN_IF_ERROR(write_checkpoint(segment, position, next));
+    Status written = write_checkpoint(segment, position, next);
+    if (!written.is_ok()) {
+      // Nothing was deleted: readers keep the log start that is on disk (ENOSPC, typically).
+      Offset expected = new_start;
+      log_start_offset_.compare_exchange_strong(expected, previous_start);
+      return written;
+    }
   }
   {
     std::unique_lock lock(segments_mutex_);
@@ -797,7 +811,7 @@ Status PartitionLog::maintain() {
       std::lock_guard lock(append_mutex_);
       return fail(synced);
     }
-    MSGSTORE_RETURN_IF_ERROR(write_checkpoint(segment->base_offset(), position, next));
+    MSGSTORE_RETURN_IF_ERROR(advance_checkpoint(segment->base_offset(), position, next));
   }
   return Status::ok();
 }
@@ -815,7 +829,15 @@ Status PartitionLog::close() {
   }
   MSGSTORE_RETURN_IF_ERROR(segment->sync_data());
   publish_high_watermark(next);
-  return write_checkpoint(segment->base_offset(), segment->readable_bytes(), next);
+  return advance_checkpoint(segment->base_offset(), segment->readable_bytes(), next);
+}
+
+Status PartitionLog::advance_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset) {
+  // Moving the checkpoint forward only shortens the next recovery; on a full disk the older
+  // checkpoint stays and is still true, so this is not an error (reads must keep working).
+  Status written = write_checkpoint(segment_base, position, next_offset);
+  if (written.code() == ErrorCode::no_space) return Status::ok();
+  return written;
 }
 
 void PartitionLog::verify(VerifyReport& report) const {

@@ -97,6 +97,8 @@ class PartitionLog {
   Status recover(RecoveryReport& report);
   Status roll_locked(TimestampMs now);  // requires append_mutex_
   Status write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
+  // write_checkpoint where an older checkpoint may stay (open, close, maintenance): ENOSPC is ok.
+  Status advance_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
   Status wait_durable(Offset target);
   void publish_high_watermark(Offset offset);
   Status fail(Status status);

@@ -29,6 +29,11 @@ std::filesystem::path partition_directory(const std::filesystem::path& stream_di
   return stream_directory / ("partition-" + std::to_string(partition));
 }
 
+// Errors of the machine (I/O, full disk) rather than of the data: never a reason to drop a stream.
+bool is_environment_error(const Status& status) {
+  return status.code() == ErrorCode::io_error || status.code() == ErrorCode::no_space;
+}
+
 Status with_context(const Status& status, const std::string& context) {
   return Status(status.code(), context + ": " + status.message());
 }
@@ -88,6 +93,9 @@ Status StoreImpl::open() {
     auto fields = io::read_metadata_file(*file_system_, meta, store::stream_meta_kind, store::stream_meta_version);
     Result<StreamConfig> config = fields ? store::decode_stream_config(*fields) : Result<StreamConfig>(fields.status());
     if (!config) {
+      // Damaged or unknown-format metadata: report and serve the other streams. An I/O error
+      // says nothing about the stream, so opening fails rather than hiding it.
+      if (is_environment_error(config.status())) return config.status();
       open_problems_.push_back("stream directory '" + name + "' not opened: " + config.status().message());
       continue;
     }
@@ -99,7 +107,7 @@ Status StoreImpl::open() {
     if (!state) {
       // One damaged stream must not take the others down: report it (verify, describe) and
       // serve the rest. Its files are left untouched for the operator.
-      if (state.status().code() == ErrorCode::io_error) return state.status();
+      if (is_environment_error(state.status())) return state.status();
       open_problems_.push_back("stream '" + name + "' not opened: " + state.status().to_string());
       continue;
     }

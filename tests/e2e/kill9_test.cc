@@ -1,18 +1,23 @@
-// Crash test of the real binary: `msgstore publish` with fsync=always is killed with SIGKILL
-// at random times, over and over, and every acknowledged message must survive.
+// Crash test of the real binary: `msgstore publish` is killed with SIGKILL at random times,
+// over and over, in every fsync mode (always, interval:50, never), and every acknowledged
+// message must survive. SIGKILL keeps the page cache, so even fsync=never must lose nothing
+// that was acked: an ack is printed only once the bytes are written to the OS.
 //
 // Each cycle starts `msgstore publish crash.events --batch B` reading messages "m-<id>-<pad>"
 // from a pipe and records every ack line it prints ({"stream","partition","offset","index"};
 // `index` is the line number in this child's input, so it names the message id). At a random
 // moment the child gets SIGKILL. Then, with the child dead, the test opens the store itself
 // and checks:
-//   - every acked message is stored at exactly its acked partition and offset, byte for byte;
-//   - every stored message is one the test sent (exact payload), and none is stored twice;
+//   - every acked message is stored at exactly its acked partition and offset, byte for byte
+//     (0 acked lost, 0 inconsistent offsets);
+//   - every stored message is one the test sent (exact payload), and none is stored twice
+//     (0 unexpected, 0 duplicated), and offsets are dense from the log start;
 //   - every message seen stored after an earlier crash is still there, at the same place;
 // and runs `msgstore verify`, which must report the store clean.
 //
-// KILL_CYCLES (default 20) sets the number of kills, KILL_SEED reproduces a run (the seed is
-// printed at the start).
+// KILL_CYCLES (default 20) sets the number of kills per fsync mode, KILL_SEED reproduces a run
+// (the seed is printed at the start; every mode uses the same seed). On failure the test
+// prints the command that replays it.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -77,7 +82,15 @@ std::optional<std::uint64_t> id_of(const std::string& payload) {
 constexpr const char* stream_name = "crash";
 constexpr std::uint32_t partition_count = 2;
 
-class Kill9Test : public ::testing::Test {
+// One fsync mode under test: the stream's --fsync value and a name usable in a test name.
+struct FsyncMode {
+  const char* flag;
+  const char* name;
+};
+
+void PrintTo(const FsyncMode& mode, std::ostream* out) { *out << "fsync=" << mode.flag; }
+
+class Kill9Test : public ::testing::TestWithParam<FsyncMode> {
  protected:
   Kill9Test() : binary_(binary_from_environment("MSGSTORE_BINARY")), data_(directory_.path() / "data") {}
 
@@ -203,25 +216,45 @@ class Kill9Test : public ::testing::Test {
   std::uint64_t total_acked_ = 0;
 };
 
-TEST_F(Kill9Test, AckedMessagesSurviveSigkill) {
+TEST_P(Kill9Test, AckedMessagesSurviveSigkill) {
+  const FsyncMode mode = GetParam();
   const std::uint64_t cycles = environment_number("KILL_CYCLES", 20);
-  const std::uint64_t seed = environment_number("KILL_SEED", std::random_device()());
-  std::printf("kill9_test: seed %llu, %llu cycles (reproduce with KILL_SEED=%llu KILL_CYCLES=%llu)\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(cycles),
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(cycles));
+  // One seed for the whole run, so every mode of one run replays with the same KILL_SEED.
+  static const std::uint64_t seed = environment_number("KILL_SEED", std::random_device()());
+  const std::string test_name = std::string(::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name()) +
+                                "." + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const char* self = std::getenv("KILL9_TEST_BINARY");
+  const std::string replay = "KILL_SEED=" + std::to_string(seed) + " KILL_CYCLES=" + std::to_string(cycles) +
+                             " MSGSTORE_BINARY=" + binary_ + " " + (self != nullptr ? self : "kill9_test") +
+                             " --gtest_filter='" + test_name + "'";
+  std::printf("kill9_test: fsync=%s, seed %llu, %llu cycles (replay: %s)\n", mode.flag,
+              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(cycles), replay.c_str());
   std::fflush(stdout);
   RecordProperty("seed", std::to_string(seed));
+  RecordProperty("fsync", mode.flag);
   std::mt19937_64 random(seed);
+  // Printed on any failure, however the test body exits.
+  struct ReplayOnFailure {
+    const std::string& command;
+    std::uint64_t seed, cycles;
+    ~ReplayOnFailure() {
+      if (::testing::Test::HasFailure()) {
+        std::printf("kill9_test: FAILED; replay with:\n  %s\nor, from the build directory (all three modes):\n"
+                    "  KILL_SEED=%llu KILL_CYCLES=%llu ctest -R kill9_test --output-on-failure\n",
+                    command.c_str(), static_cast<unsigned long long>(seed), static_cast<unsigned long long>(cycles));
+      }
+    }
+  } replay_on_failure{replay, seed, cycles};
 
   // Small segments so crashes also land around segment rolls.
   ProcessResult created = run_process({binary_, "--data", data_.string(), "stream", "create", stream_name, "--subjects",
-                                       "crash.>", "--partitions", std::to_string(partition_count), "--fsync", "always",
+                                       "crash.>", "--partitions", std::to_string(partition_count), "--fsync", mode.flag,
                                        "--segment-bytes", "16KiB"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
 
   const auto started = std::chrono::steady_clock::now();
   for (std::uint64_t cycle = 0; cycle < cycles; ++cycle) {
-    SCOPED_TRACE("cycle " + std::to_string(cycle) + " (seed " + std::to_string(seed) + ")");
+    SCOPED_TRACE("fsync=" + std::string(mode.flag) + " cycle " + std::to_string(cycle) + " (seed " + std::to_string(seed) + ")");
     // Mostly mid-stream kills; sometimes very early (during recovery/open) or late.
     const std::uint64_t shape = random() % 10;
     const auto kill_after = std::chrono::milliseconds(shape == 0 ? random() % 15 : 20 + random() % 400);
@@ -235,11 +268,17 @@ TEST_F(Kill9Test, AckedMessagesSurviveSigkill) {
     ASSERT_NE(verify.out.find("\nclean\n"), std::string::npos) << verify.out;
   }
   const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("kill9_test: %llu kills in %.1f s: %llu messages sent, %llu acked, %zu stored at the end\n",
-              static_cast<unsigned long long>(cycles), seconds, static_cast<unsigned long long>(total_sent_),
-              static_cast<unsigned long long>(total_acked_), stored_before_.size());
+  std::printf("kill9_test: fsync=%s: %llu kills in %.1f s: %llu messages sent, %llu acked, %zu stored at the end: %s\n",
+              mode.flag, static_cast<unsigned long long>(cycles), seconds, static_cast<unsigned long long>(total_sent_),
+              static_cast<unsigned long long>(total_acked_), stored_before_.size(),
+              HasFailure() ? "FAILED" : "0 acked lost, 0 unexpected, 0 inconsistent offsets");
   EXPECT_GT(total_acked_, 0u) << "no message was ever acked: the test exercised nothing";
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryFsyncMode, Kill9Test,
+                         ::testing::Values(FsyncMode{"always", "always"}, FsyncMode{"interval:50", "interval_50"},
+                                           FsyncMode{"never", "never"}),
+                         [](const ::testing::TestParamInfo<FsyncMode>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace msgstore::e2e

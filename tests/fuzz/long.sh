@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The long fuzzing run: every libFuzzer target (ASan + UBSan) for SECONDS each, two at a time
+# (two cores), at low priority (nice), then one summary line per target.
+#   tests/fuzz/long.sh          3600 seconds per target (about 2 hours of wall time for 3 targets)
+#   tests/fuzz/long.sh 60       one minute per target: checks that this script works
+# Environment: FUZZ_PARALLEL (default 2) targets at once, FUZZ_NICE (default 10) niceness.
+#
+# Corpora persist and grow in build/fuzz/corpus-<target> (the same directories run.sh uses),
+# seeded from tests/fuzz/corpus/<target> (read only). Reproducers of findings (crash-*, leak-*,
+# timeout-*, oom-*) go to build/fuzz/findings-<target>/, the full libFuzzer log of the run to
+# build/fuzz/long-<target>.log. libFuzzer stops a target at its first finding; replay one with
+#   build/fuzz/tests/fuzz/<target>_fuzz build/fuzz/findings-<target>/crash-...
+# Exit status: 0 when no target found anything, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds="${1:-3600}"
+parallel="${FUZZ_PARALLEL:-2}"
+niceness="${FUZZ_NICE:-10}"
+build=build/fuzz
+targets=(batch_decoder recovery_scanner metadata_decoder)
+
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+  -DMSGSTORE_BUILD_FUZZ=ON -DMSGSTORE_BUILD_TESTS=OFF -DMSGSTORE_BUILD_BENCH=OFF >/dev/null
+nice -n "$niceness" cmake --build "$build" --parallel "$parallel" --target "${targets[@]/%/_fuzz}"
+
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo "fuzz-long: ${#targets[@]} targets, ${seconds}s each, $parallel at a time, nice $niceness (started $started)"
+
+run_target() {
+  local target="$1"
+  local corpus="$build/corpus-$target" findings="$build/findings-$target" log="$build/long-$target.log"
+  mkdir -p "$corpus" "$findings"
+  touch "$findings/.run-start"  # reproducers newer than this are this run's findings
+  local status=0
+  nice -n "$niceness" "$build/tests/fuzz/${target}_fuzz" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
+    "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1 || status=$?
+  echo "$status" >"$log.status"
+  echo "fuzz-long: $target finished (exit $status)"
+}
+
+for target in "${targets[@]}"; do
+  rm -f "$build/long-$target.log.status"
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  echo "fuzz-long: $target started"
+  run_target "$target" &
+done
+wait
+
+# One line per target. Executions and coverage come from libFuzzer's final stats and its last
+# status line ("#N DONE cov: C ft: F corp: U/B ..."); findings are the reproducer files.
+any_findings=0
+printf '\n%-18s %-6s %12s %9s %7s %8s %10s %9s  %s\n' target exit executions exec/s cov features corpus new findings
+for target in "${targets[@]}"; do
+  log="$build/long-$target.log"
+  status=$(cat "$log.status" 2>/dev/null || echo "?")
+  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  per_second=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+  new_units=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -n 1)
+  last=$(grep -E '^#[0-9]+.*cov: [0-9]+' "$log" | tail -n 1 || true)
+  cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$last")
+  features=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$last")
+  corpus_files=$(find "$build/corpus-$target" -type f | wc -l)
+  findings=$(find "$build/findings-$target" -type f -newer "$build/findings-$target/.run-start" \
+    \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null | wc -l)
+  if [ "$status" != "0" ] || grep -qE '^==[0-9]+==ERROR|runtime error:|^SUMMARY: ' "$log"; then
+    any_findings=1
+    [ "$findings" -eq 0 ] && findings="1 (see log)"
+  fi
+  printf '%-18s %-6s %12s %9s %7s %8s %10s %9s  %s\n' "$target" "$status" "${executions:-?}" "${per_second:-?}" \
+    "${cov:-?}" "${features:-?}" "$corpus_files" "${new_units:-?}" "$findings"
+done
+echo
+echo "fuzz-long: started $started, ended $(date -u +%Y-%m-%dT%H:%M:%SZ); logs: $build/long-<target>.log"
+if [ "$any_findings" -ne 0 ]; then
+  echo "fuzz-long: FINDINGS: reproducers in $build/findings-<target>/"
+  exit 1
+fi
+echo "fuzz-long: 0 findings"
