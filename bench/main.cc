@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <array>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -54,17 +54,22 @@ struct Options {
 };
 
 // Message counts and time limits for one mode. Counts are per run.
+// Payloads below 1 KiB use the *_100_bytes counts, the others the *_1_kib counts.
 struct Plan {
-  std::uint64_t small_batch_messages_100_bytes, small_batch_messages_1_kib;
-  double small_batch_seconds;
-  std::uint64_t large_batch_messages_100_bytes, large_batch_messages_1_kib;
-  double large_batch_seconds;
-  std::uint64_t concurrent_msgstore_messages, concurrent_sqlite_messages, single_thread_sqlite_messages;
-  double concurrent_seconds;
-  double replay_seconds;
-  std::uint64_t memory_payload_bytes;
-  double memory_seconds;
-  unsigned interleave_slices;  // side-by-side workloads (1 and 3) take turns this many times
+  std::uint64_t small_batch_messages_100_bytes = 0;  // goal 1
+  std::uint64_t small_batch_messages_1_kib = 0;
+  double small_batch_seconds = 0;
+  std::uint64_t large_batch_messages_100_bytes = 0;  // goals 2 and 4
+  std::uint64_t large_batch_messages_1_kib = 0;
+  double large_batch_seconds = 0;
+  std::uint64_t concurrent_msgstore_messages = 0;    // goal 3
+  std::uint64_t concurrent_sqlite_messages = 0;
+  std::uint64_t single_thread_sqlite_messages = 0;
+  double concurrent_seconds = 0;  // the single SQLite thread gets half
+  double replay_seconds = 0;
+  std::uint64_t memory_payload_bytes = 0;            // goal 5
+  double memory_seconds = 0;
+  unsigned interleave_slices = 0;  // goals 1 and 3: the systems take turns this many times
 
   std::uint64_t small_batch_messages_for(std::size_t payload_bytes) const {
     return payload_bytes < 1024 ? small_batch_messages_100_bytes : small_batch_messages_1_kib;
@@ -76,9 +81,35 @@ struct Plan {
 
 Plan make_plan(bool quick) {
   if (quick) {
-    return Plan{20'000, 10'000, 2, 100'000, 30'000, 2, 10'000, 1'000, 500, 0.6, 5, 512ull << 20, 120, 2};
+    return Plan{.small_batch_messages_100_bytes = 20'000,
+                .small_batch_messages_1_kib = 10'000,
+                .small_batch_seconds = 2,
+                .large_batch_messages_100_bytes = 100'000,
+                .large_batch_messages_1_kib = 30'000,
+                .large_batch_seconds = 2,
+                .concurrent_msgstore_messages = 10'000,
+                .concurrent_sqlite_messages = 1'000,
+                .single_thread_sqlite_messages = 500,
+                .concurrent_seconds = 0.6,
+                .replay_seconds = 5,
+                .memory_payload_bytes = 512ull << 20,
+                .memory_seconds = 120,
+                .interleave_slices = 2};
   }
-  return Plan{400'000, 200'000, 6, 2'000'000, 500'000, 15, 300'000, 100'000, 30'000, 4, 20, 5ull << 30, 600, 4};
+  return Plan{.small_batch_messages_100_bytes = 400'000,
+              .small_batch_messages_1_kib = 200'000,
+              .small_batch_seconds = 6,
+              .large_batch_messages_100_bytes = 2'000'000,
+              .large_batch_messages_1_kib = 500'000,
+              .large_batch_seconds = 15,
+              .concurrent_msgstore_messages = 300'000,
+              .concurrent_sqlite_messages = 100'000,
+              .single_thread_sqlite_messages = 30'000,
+              .concurrent_seconds = 4,
+              .replay_seconds = 20,
+              .memory_payload_bytes = 5ull << 30,
+              .memory_seconds = 600,
+              .interleave_slices = 4};
 }
 
 // Every series of one payload size.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds msgstore_bench with the release preset and runs it, writing the report to
-# bench/results/<UTC date>-<label>[-quick].md (and to stdout).
+# bench/results/<UTC date>-<label>[-quick][-N].md (and to stdout); -N numbers further runs of
+# the same day so that no earlier report is overwritten.
 #
 # Usage: bench/run.sh [--quick] [--label LABEL] [other msgstore_bench options]
 #   --quick   small counts, under a minute (a smoke run; do not quote its numbers)
@@ -54,7 +55,13 @@ fi
 
 suffix=""
 if [[ ${#quick[@]} -gt 0 ]]; then suffix="-quick"; fi
-output="bench/results/$(date -u +%Y-%m-%d)-${label}${suffix}.md"
+stem="bench/results/$(date -u +%Y-%m-%d)-${label}${suffix}"
+output="${stem}.md"
+count=2
+while [[ -e "$output" ]]; do  # results are history: never overwrite an earlier run
+  output="${stem}-${count}.md"
+  count=$((count + 1))
+done
 mkdir -p bench/results/tmp
 
 set +e

@@ -15,7 +15,7 @@ namespace {
 constexpr const char* database_file_name = "messages.db";
 constexpr const char* stream_name = "bench";
 constexpr int stream_name_bytes = 5;
-constexpr int busy_timeout_ms = 1000;  // short, so that a writer notices its time limit soon
+constexpr int busy_timeout_ms = 250;  // short, so that a writer notices its time limit soon
 constexpr std::int64_t page_rows = 1000;
 constexpr std::uint64_t clock_check_rows = 4096;
 
@@ -36,8 +36,11 @@ class Connection {
   Connection() = default;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
-  ~Connection() {
+  ~Connection() { close(); }
+  // Closes the database (its statements must be finalized first).
+  void close() {
     if (database_ != nullptr) sqlite3_close_v2(database_);
+    database_ = nullptr;
   }
   // Returns an error message, empty on success.
   std::string open(const std::filesystem::path& path, SqliteSynchronous synchronous, bool create) {
@@ -70,7 +73,11 @@ class Statement {
   Statement() = default;
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(statement_); }
+  ~Statement() { finalize(); }
+  void finalize() {
+    sqlite3_finalize(statement_);
+    statement_ = nullptr;
+  }
   std::string prepare(Connection& connection, const char* sql) {
     if (sqlite3_prepare_v2(connection.handle(), sql, -1, &statement_, nullptr) != SQLITE_OK) {
       return std::string("prepare ") + sql + ": " + connection.last_error();
@@ -255,7 +262,11 @@ class SqliteBatchSession final : public PublishSession {
     result.cpu_seconds = process_cpu_seconds() - cpu_begin;
     return result;
   }
-  std::string close() override { return {}; }  // the connection closes with the session
+  std::string close() override {
+    for (Statement* statement : {&insert_, &begin_, &commit_}) statement->finalize();
+    connection_.close();
+    return {};
+  }
 
  private:
   const PayloadSource& payloads_;
@@ -335,7 +346,14 @@ class SqliteConcurrentSession final : public PublishSession {
     next_index_ += std::min(claimed.load(), messages);
     return result;
   }
-  std::string close() override { return {}; }
+  std::string close() override {
+    for (Writer& writer : writers_) {
+      writer.insert.finalize();
+      writer.connection.close();
+    }
+    setup_.close();
+    return {};
+  }
 
  private:
   struct Writer {
