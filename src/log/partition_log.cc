@@ -693,6 +693,7 @@ PartitionInfo PartitionLog::info(std::uint32_t partition) const {
 }
 
 Status PartitionLog::apply_retention(TimestampMs now) {
+  std::lock_guard retention(retention_mutex_);
   LogOptions options;
   {
     std::lock_guard lock(options_mutex_);

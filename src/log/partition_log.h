@@ -140,6 +140,11 @@ class PartitionLog {
   std::atomic<Offset> synced_offset_hint_{0};
   std::atomic<Offset> log_start_offset_{0};
 
+  // Serialises retention passes (maintenance may be called from several threads): a pass that
+  // could not persist its new log start puts the old one back, which must not undo another's.
+  // Taken with no other lock held.
+  std::mutex retention_mutex_;
+
   // Checkpoint (partition.meta), serialised by meta_mutex_.
   std::mutex meta_mutex_;
   Offset checkpoint_segment_ = 0;

@@ -99,8 +99,11 @@ bool BatchScanner::ensure(std::uint64_t position, std::size_t bytes) {
   std::size_t want = std::max(bytes, scanner_buffer_bytes);
   if (position + want > end_position_) want = static_cast<std::size_t>(end_position_ - position);
   if (want < bytes) want = bytes;  // the caller checked bytes fit before end_position
-  if (buffer_.size() < want) buffer_.resize(want);
-  auto got = file_.read_at(position, buffer_.data(), want);
+  if (buffer_capacity_ < want) {
+    buffer_.reset(new char[want]);
+    buffer_capacity_ = want;
+  }
+  auto got = file_.read_at(position, buffer_.get(), want);
   if (!got) {
     error_ = got.status();
     return false;
@@ -117,7 +120,7 @@ BatchScanner::Step BatchScanner::next(bool verify_body) {
   const std::size_t header_bytes =
       static_cast<std::size_t>(std::min<std::uint64_t>(available, format::batch_header_bytes));
   if (!ensure(position_, header_bytes)) return error_.is_ok() ? Step::damaged : Step::io_error;
-  const char* data = buffer_.data() + (position_ - buffer_position_);
+  const char* data = buffer_.get() + (position_ - buffer_position_);
   switch (check_batch_header(data, static_cast<std::size_t>(std::min<std::uint64_t>(available, UINT32_MAX)), header_)) {
     case HeaderCheck::end_of_log: {
       // Zeros all the way? Only then is it the end; zeros followed by data are damage.
@@ -127,7 +130,7 @@ BatchScanner::Step BatchScanner::next(bool verify_body) {
     case HeaderCheck::valid: break;
   }
   if (!ensure(position_, header_.batch_bytes)) return error_.is_ok() ? Step::damaged : Step::io_error;
-  batch_ = buffer_.data() + (position_ - buffer_position_);
+  batch_ = buffer_.get() + (position_ - buffer_position_);
   if (verify_body && !check_batch_body(batch_, header_)) return Step::damaged;
   next_position_ = position_ + header_.batch_bytes;
   return Step::batch;
@@ -442,7 +445,7 @@ Status Segment::append(std::string_view batch, const BatchHeader& header) {
   return Status::ok();
 }
 
-Status Segment::seal() {
+void Segment::finish_sealing() {
   {
     // The final time entry lets a later open learn the segment's max timestamp cheaply.
     std::unique_lock lock(index_mutex_);
@@ -461,6 +464,9 @@ Status Segment::seal() {
       }
     }
   }
+}
+
+Status Segment::sync_sealed() {
   MSGSTORE_RETURN_IF_ERROR(log_file_->sync_data());
   if (!index_files_healthy_) {
     // Rewrite from memory so the sealed segment opens cheaply next time.

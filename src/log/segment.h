@@ -62,7 +62,8 @@ class BatchScanner {
   std::uint64_t end_position_;
   std::uint64_t position_ = 0;
   std::uint64_t next_position_;
-  std::vector<char> buffer_;
+  std::unique_ptr<char[]> buffer_;  // not zero-filled: every byte used was read into it
+  std::size_t buffer_capacity_ = 0;
   std::uint64_t buffer_position_ = 0;
   std::size_t buffer_bytes_ = 0;
   BatchHeader header_;
@@ -125,8 +126,15 @@ class Segment {
   // no_space the file is cut back (a failure to cut back is reported as io_error).
   Status append(std::string_view batch, const BatchHeader& header);
   Status sync_data() { return log_file_->sync_data(); }
-  // Syncs the log and the indexes and appends the final time index entry.
-  Status seal();
+  // Appends the final time index entry, then syncs the log and the indexes.
+  Status seal() {
+    finish_sealing();
+    return sync_sealed();
+  }
+  // Appends the final time index entry (no sync).
+  void finish_sealing();
+  // Syncs the log, and the indexes (rewritten from memory if an index write had failed).
+  Status sync_sealed();
 
   // ---- Lookups (any thread) ----
   // Ensures indexes are loaded for a sealed segment (lazy; rebuilds them if damaged, without

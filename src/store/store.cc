@@ -335,8 +335,8 @@ Status StoreImpl::delete_stream(std::string_view name) {
 // ---- Publishing -------------------------------------------------------------------------------
 namespace {
 
-Status validate_message_shape(const OutgoingMessage& message) {
-  MSGSTORE_RETURN_IF_ERROR(base::validate_subject(message.subject));
+// Checks key and headers; the subject is checked once per run of equal subjects.
+Status validate_key_and_headers(const OutgoingMessage& message) {
   if (message.key && message.key->size() > limits::key_bytes_max) {
     return Status(ErrorCode::message_too_large, "key is " + std::to_string(message.key->size()) + " bytes; the limit is " +
                                                     std::to_string(limits::key_bytes_max));
@@ -354,6 +354,11 @@ Status validate_message_shape(const OutgoingMessage& message) {
     }
   }
   return Status::ok();
+}
+
+Status validate_message_shape(const OutgoingMessage& message) {
+  MSGSTORE_RETURN_IF_ERROR(base::validate_subject(message.subject));
+  return validate_key_and_headers(message);
 }
 
 // One destination partition's share of a publish.
@@ -411,7 +416,7 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
       }
       previous_subject = message.subject;
     } else if (!message.headers.empty() || message.key) {
-      Status shape = validate_message_shape(message);
+      Status shape = validate_key_and_headers(message);
       if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
     }
     for (const StreamState* stream : routes) {

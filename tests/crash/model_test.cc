@@ -442,7 +442,9 @@ class ModelTest {
       ASSERT_NE(found, model_.end()) << "unexpected stream " << config.name;
       EXPECT_EQ(config, found->second.config) << "stream " << config.name << " configuration";
     }
-    for (auto& [name, stream] : model_) {
+    for (auto& entry : model_) {
+      const std::string& name = entry.first;  // not a structured binding: the lambda below captures it
+      ModelStream& stream = entry.second;
       for (std::uint32_t p = 0; p < stream.partitions.size(); ++p) {
         ModelPartition& partition = stream.partitions[p];
         auto start = store_->resolve_start(name, p, StartPosition::from_beginning());

@@ -115,7 +115,7 @@ std::map<std::filesystem::path, std::string> metadata_snapshot(const FaultFileSy
   return snapshot;
 }
 
-// One crash after the k-th mutation; returns false if the test should stop.
+// One run: the process dies right after the action's k-th mutation, then the power fails.
 void crash_at_step(const ActionSpec& spec, const Outcome& expected, std::uint64_t k, std::uint64_t seed, Figures& figures) {
   SCOPED_TRACE("crash after mutation " + std::to_string(k));
   Fixture fixture;
