@@ -11,6 +11,10 @@ packages=(
   clang-14 libclang-rt-14-dev                # sanitizer presets (asan, tsan) and libFuzzer targets
   python3                                    # end-to-end test drivers
   strace                                     # e2e fault injection (strace -e inject=) in tests/e2e/strace_fault_test.cc
+  libboost1.81-dev libboost-json1.81-dev     # the server: Asio (coroutines), Beast (HTTP/WebSocket), JSON
+  libtomlplusplus-dev                        # the server's TOML configuration file
+  curl nodejs                                # integration tests drive the real server with curl and node clients
+  prometheus                                 # promtool checks the /metrics exposition in tests
 )
 
 missing=()
@@ -19,6 +23,10 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
+
+# npm: Debian's npm package, unless the installed Node.js already brings its own npm (NodeSource
+# builds do, and they conflict with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
