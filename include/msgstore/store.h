@@ -120,6 +120,13 @@ struct VerifyReport {
   bool clean() const { return problems.empty(); }
 };
 
+// Returned by Store::add_data_listener; destroying it unregisters the listener (waiting for a
+// call in progress to finish, so the callback never runs after the handle is gone).
+class DataListenerHandle {
+ public:
+  virtual ~DataListenerHandle() = default;
+};
+
 class StoreImpl;
 
 class Store {
@@ -159,6 +166,18 @@ class Store {
   // Live delivery: replays from options.start, then continues with new messages.
   Result<std::unique_ptr<Subscription>> subscribe(SubscribeOptions options,
                                                   SubscriptionHandler handler);
+
+  // Change notification, for long polls and event loops (the server wakes its waiting readers
+  // with it). `listener` runs after new messages may have become readable in any partition,
+  // or streams were created, changed or deleted, or the store closed. It runs on the thread
+  // that made the change (a publisher), so it must be quick and must not call the Store:
+  // post work elsewhere. Calls are not coalesced; a listener sees at least one call after
+  // each change it could observe.
+  std::unique_ptr<DataListenerHandle> add_data_listener(std::function<void()> listener);
+  // A counter that moves on every such change, and a blocking wait for it to move from
+  // `seen_generation` (or for the timeout, or close). For threads that prefer to block.
+  std::uint64_t data_generation() const;
+  void wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const;
 
   // Checks every checksum and index of every stream (or of one stream).
   Result<VerifyReport> verify(std::string_view stream = {}) const;

@@ -220,6 +220,46 @@ void StoreImpl::notify_data() {
     std::lock_guard lock(data_mutex_);
     data_arrived_.notify_all();
   }
+  if (listener_count_.load() == 0) return;
+  std::shared_lock calling(listener_call_mutex_);
+  std::vector<std::shared_ptr<std::function<void()>>> callbacks;
+  {
+    std::lock_guard lock(listeners_mutex_);
+    callbacks.reserve(listeners_.size());
+    for (const auto& listener : listeners_) callbacks.push_back(listener.callback);
+  }
+  for (const auto& callback : callbacks) (*callback)();
+}
+
+// Unregisters on destruction; keeps only a weak reference so it may outlive the store.
+class DataListenerRegistration final : public DataListenerHandle {
+ public:
+  DataListenerRegistration(std::weak_ptr<StoreImpl> store, std::uint64_t id) : store_(std::move(store)), id_(id) {}
+  ~DataListenerRegistration() override {
+    if (auto store = store_.lock()) store->remove_data_listener(id_);
+  }
+
+ private:
+  std::weak_ptr<StoreImpl> store_;
+  std::uint64_t id_;
+};
+
+std::unique_ptr<DataListenerHandle> StoreImpl::add_data_listener(std::function<void()> listener) {
+  std::lock_guard lock(listeners_mutex_);
+  const std::uint64_t id = next_listener_id_++;
+  listeners_.push_back({id, std::make_shared<std::function<void()>>(std::move(listener))});
+  listener_count_.store(listeners_.size());
+  return std::make_unique<DataListenerRegistration>(weak_from_this(), id);
+}
+
+void StoreImpl::remove_data_listener(std::uint64_t id) {
+  {
+    std::lock_guard lock(listeners_mutex_);
+    std::erase_if(listeners_, [id](const DataListener& listener) { return listener.id == id; });
+    listener_count_.store(listeners_.size());
+  }
+  // Wait for calls that copied the callback before it was erased.
+  std::unique_lock wait_for_calls(listener_call_mutex_);
 }
 
 void StoreImpl::wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const {
@@ -598,6 +638,13 @@ Result<std::unique_ptr<Subscription>> Store::subscribe(SubscribeOptions options,
 }
 Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_->verify(stream); }
 Status Store::run_maintenance() { return impl_->run_maintenance(); }
+std::unique_ptr<DataListenerHandle> Store::add_data_listener(std::function<void()> listener) {
+  return impl_->add_data_listener(std::move(listener));
+}
+std::uint64_t Store::data_generation() const { return impl_->data_generation(); }
+void Store::wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const {
+  impl_->wait_for_data(seen_generation, timeout);
+}
 Status Store::close() { return impl_->close(); }
 const std::filesystem::path& Store::directory() const { return impl_->directory(); }
 

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -65,8 +66,12 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   std::uint64_t data_generation() const { return data_generation_.load(std::memory_order_acquire); }
   void wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const;
   void notify_data();
+  std::unique_ptr<DataListenerHandle> add_data_listener(std::function<void()> listener);
 
  private:
+  friend class DataListenerRegistration;
+  void remove_data_listener(std::uint64_t id);
+
   Result<std::shared_ptr<log::PartitionLog>> partition(std::string_view stream, std::uint32_t partition) const;
   Result<std::shared_ptr<StreamState>> open_stream(const std::filesystem::path& stream_directory, const StreamConfig& config);
   // Opens partitions [first_partition, state.config.partitions) of `state` and appends them.
@@ -91,6 +96,17 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   mutable std::condition_variable data_arrived_;
   std::atomic<std::uint64_t> data_generation_{0};
   std::atomic<int> data_waiters_{0};
+  // Listeners: called without listeners_mutex_ held; listener_call_mutex_ makes removal wait
+  // for a call in progress.
+  struct DataListener {
+    std::uint64_t id;
+    std::shared_ptr<std::function<void()>> callback;
+  };
+  std::mutex listeners_mutex_;
+  std::vector<DataListener> listeners_;
+  std::uint64_t next_listener_id_ = 1;
+  std::atomic<std::size_t> listener_count_{0};
+  std::shared_mutex listener_call_mutex_;
 
   std::mutex maintenance_mutex_;
   std::condition_variable maintenance_wake_;

@@ -515,5 +515,44 @@ TEST(Subscription, SkippedCountsMessagesRetentionRemovedFirst) {
   EXPECT_TRUE(subscription->status().is_ok());
 }
 
+// Data listeners (Store::add_data_listener): called after publishes, unregistered by the handle.
+TEST(DataListener, IsCalledAfterPublishAndNotAfterItsHandleIsGone) {
+  TemporaryDirectory directory;
+  auto store = Store::open(directory.path()).value();
+  ASSERT_TRUE(store->create_stream(stream_config("orders", {"orders.>"})).is_ok());
+  std::atomic<int> calls{0};
+  auto handle = store->add_data_listener([&] { calls.fetch_add(1); });
+  const std::uint64_t generation = store->data_generation();
+  ASSERT_TRUE(store->publish(message("orders.created", "one")).is_ok());
+  EXPECT_GE(calls.load(), 1);
+  EXPECT_NE(store->data_generation(), generation);
+  handle.reset();
+  const int after_unregister = calls.load();
+  ASSERT_TRUE(store->publish(message("orders.created", "two")).is_ok());
+  EXPECT_EQ(calls.load(), after_unregister);
+}
+
+TEST(DataListener, WaitForDataReturnsWhenAnotherThreadPublishes) {
+  TemporaryDirectory directory;
+  auto store = Store::open(directory.path()).value();
+  ASSERT_TRUE(store->create_stream(stream_config("orders", {"orders.>"})).is_ok());
+  const std::uint64_t generation = store->data_generation();
+  std::thread publisher([&] { ASSERT_TRUE(store->publish(message("orders.created", "one")).is_ok()); });
+  const auto started = std::chrono::steady_clock::now();
+  while (store->data_generation() == generation && std::chrono::steady_clock::now() - started < generous) {
+    store->wait_for_data(generation, generous);
+  }
+  publisher.join();
+  EXPECT_NE(store->data_generation(), generation);
+}
+
+TEST(DataListener, HandleMayOutliveTheStore) {
+  TemporaryDirectory directory;
+  auto store = Store::open(directory.path()).value();
+  auto handle = store->add_data_listener([] {});
+  store.reset();
+  handle.reset();  // must not touch the destroyed store
+}
+
 }  // namespace
 }  // namespace msgstore
