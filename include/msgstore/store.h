@@ -150,6 +150,10 @@ class Store {
   // Publishing: routed by subject; returns one Position per (message, capturing stream).
   Result<std::vector<Position>> publish(const OutgoingMessage& message);
   Result<std::vector<Position>> publish_batch(std::span<const OutgoingMessage> messages);
+  // A direct append to one stream, whatever its subject patterns (the subject is still
+  // validated and stored): for front ends that name the stream (HTTP POST to a stream, Kafka
+  // produce to a topic) and for dead-letter streams. Partitioning is as for publish.
+  Result<std::vector<Position>> publish_to(std::string_view stream, std::span<const OutgoingMessage> messages);
 
   // Reading one partition.
   Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from,

@@ -411,7 +411,7 @@ struct Destination {
 
 }  // namespace
 
-Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> messages) {
+Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> messages, std::string_view only_stream) {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
   if (messages.empty()) return std::vector<Position>{};
   if (messages.size() > limits::messages_per_publish_max) {
@@ -443,11 +443,18 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
       Status shape = validate_message_shape(message);
       if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
       routes.clear();
-      for (const auto& [name, stream] : *table) {
-        for (const std::string& pattern : stream->config.subjects) {
-          if (base::subject_matches(pattern, message.subject)) {
-            routes.push_back(stream.get());
-            break;
+      if (!only_stream.empty()) {
+        // A direct append: the named stream only, whatever its subject patterns say.
+        auto found = table->find(only_stream);
+        if (found == table->end()) return Status(ErrorCode::stream_not_found, "no stream '" + std::string(only_stream) + "'");
+        routes.push_back(found->second.get());
+      } else {
+        for (const auto& [name, stream] : *table) {
+          for (const std::string& pattern : stream->config.subjects) {
+            if (base::subject_matches(pattern, message.subject)) {
+              routes.push_back(stream.get());
+              break;
+            }
           }
         }
       }
@@ -637,6 +644,10 @@ Result<std::unique_ptr<Subscription>> Store::subscribe(SubscribeOptions options,
   return impl_->subscribe(std::move(options), std::move(handler));
 }
 Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_->verify(stream); }
+Result<std::vector<Position>> Store::publish_to(std::string_view stream, std::span<const OutgoingMessage> messages) {
+  if (stream.empty()) return Status(ErrorCode::invalid_argument, "publish_to needs a stream name");
+  return impl_->publish(messages, stream);
+}
 Status Store::run_maintenance() { return impl_->run_maintenance(); }
 std::unique_ptr<DataListenerHandle> Store::add_data_listener(std::function<void()> listener) {
   return impl_->add_data_listener(std::move(listener));

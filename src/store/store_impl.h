@@ -45,7 +45,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<StreamInfo> describe_stream(std::string_view name) const;
   Status delete_stream(std::string_view name);
 
-  Result<std::vector<Position>> publish(std::span<const OutgoingMessage> messages);
+  // Routes by subject, or appends to `only_stream` alone when it is not empty.
+  Result<std::vector<Position>> publish(std::span<const OutgoingMessage> messages, std::string_view only_stream = {});
 
   Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from, ReadOptions options) const;
   Result<Offset> scan(std::string_view stream, std::uint32_t partition, Offset from, std::size_t max_messages,

@@ -1543,5 +1543,32 @@ TEST(StoreFaults, SyncFailureStopsTheLogAndReopenRecoversEveryAck) {
   EXPECT_EQ((*resumed)[0].offset, messages.size());
 }
 
+TEST(Store, PublishToAppendsToTheNamedStreamOnlyWhateverItsSubjects) {
+  TemporaryDirectory directory;
+  auto store = Store::open(directory.path()).value();
+  StreamConfig orders;
+  orders.name = "orders";
+  orders.subjects = {"orders.>"};
+  StreamConfig dead_letters;
+  dead_letters.name = "orders-dead";
+  dead_letters.subjects = {"dead.>"};
+  ASSERT_TRUE(store->create_stream(orders).is_ok());
+  ASSERT_TRUE(store->create_stream(dead_letters).is_ok());
+  OutgoingMessage message;
+  message.subject = "orders.created";
+  message.payload = "failed";
+  auto positions = store->publish_to("orders-dead", std::span(&message, 1));
+  ASSERT_TRUE(positions.is_ok()) << positions.status().to_string();
+  ASSERT_EQ(positions->size(), 1u);
+  EXPECT_EQ((*positions)[0].stream, "orders-dead");
+  EXPECT_EQ(store->read("orders", 0, 0).value().messages.size(), 0u);
+  auto read = store->read("orders-dead", 0, 0).value();
+  ASSERT_EQ(read.messages.size(), 1u);
+  EXPECT_EQ(read.messages[0].subject, "orders.created");
+  EXPECT_EQ(store->publish_to("missing", std::span(&message, 1)).status().code(), ErrorCode::stream_not_found);
+  message.subject = "not a subject";
+  EXPECT_EQ(store->publish_to("orders-dead", std::span(&message, 1)).status().code(), ErrorCode::invalid_argument);
+}
+
 }  // namespace
 }  // namespace msgstore
