@@ -1,6 +1,6 @@
 # The two commands of the README, and a few more. Everything builds with CMake presets into
 # build/<preset>; `make run` and `make test` install missing Debian packages first.
-.PHONY: run test deps build debug asan tsan bench bench-quick fuzz clean
+.PHONY: run test deps build debug asan tsan bench bench-quick bench-embedded bench-embedded-quick fuzz clean
 
 PRESET ?= release
 DATA ?= ./data
@@ -40,10 +40,27 @@ tsan: deps
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/log_test --gtest_brief=1
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/store_test --gtest_brief=1
 
+# msgstore against its peers (Redis, NATS JetStream, Mosquitto, PostgreSQL, SQLite, the bare
+# disk), every workload, report and plots in bench/results/ (bench/compare.py). Full: about
+# 40-60 minutes; quick: under 5 minutes.
+BENCH_TARGETS = msgstore msgstore_bench netbench probe
 bench: deps
-	bash bench/run.sh
+	bash bench/install-peers.sh
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target $(BENCH_TARGETS)
+	python3 bench/compare.py
 
 bench-quick: deps
+	bash bench/install-peers.sh
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target $(BENCH_TARGETS)
+	python3 bench/compare.py --quick
+
+# The embedded benchmark alone (msgstore library vs SQLite vs write+fdatasync, with goals).
+bench-embedded: deps
+	bash bench/run.sh
+
+bench-embedded-quick: deps
 	bash bench/run.sh --quick
 
 clean:
