@@ -391,7 +391,7 @@ void PartitionLog::publish_high_watermark(Offset offset) {
   }
 }
 
-Result<Offset> PartitionLog::append(BatchBuilder& builder) {
+Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondition& precondition) {
   MS_ASSERT(builder.record_count() > 0);
   builder.checksum_records();  // the costly part, outside the lock
   LogOptions options;
@@ -405,6 +405,8 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder) {
     std::lock_guard lock(append_mutex_);
     if (closed_) return Status(ErrorCode::closed, label_ + ": log is closed");
     if (failed_) return Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover): " + failure_.message());
+    // Under the append lock, so the check and the write are one step for other appenders.
+    if (precondition) MSGSTORE_RETURN_IF_ERROR(precondition(next_offset_));
     const TimestampMs now = clock_();
     const bool too_big = !active_->empty() && active_->readable_bytes() + builder.bytes() > options.segment_bytes;
     const bool too_old = !active_->empty() && options.segment_age_ms > 0 && now - active_->created_ms() >= options.segment_age_ms;

@@ -50,6 +50,11 @@ struct RecoveryReport {
   std::vector<std::string> corruption;      // damaged ranges kept and never served
 };
 
+// A check run under the partition's append lock, with the offset the batch would start at,
+// just before it is written (conditional append: OutgoingMessage::expected_offset). A non-ok
+// Status rejects the append and nothing is written. It must be quick and must not call this log.
+using AppendPrecondition = std::function<Status(Offset next_offset)>;
+
 // The partition's current clock; injectable for retention tests.
 using Clock = std::function<TimestampMs()>;
 TimestampMs system_clock_ms();
@@ -67,7 +72,9 @@ class PartitionLog {
   void set_data_listener(std::function<void()> listener);
 
   // Appends a batch built by the caller; returns the base offset once the fsync policy is met.
-  Result<Offset> append(BatchBuilder& builder);
+  // `precondition`, if set, is checked atomically with the append (see AppendPrecondition):
+  // of concurrent appenders expecting the same next offset, exactly one passes.
+  Result<Offset> append(BatchBuilder& builder, const AppendPrecondition& precondition = {});
 
   // Calls `visit` for each message from `from` until it returns false, `max_messages` or
   // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.

@@ -401,6 +401,30 @@ Status validate_message_shape(const OutgoingMessage& message) {
   return validate_key_and_headers(message);
 }
 
+// The conditional-append check, run under the partition's append lock: record i of the
+// batch (message message_indexes[i]) will get offset next_offset + i, so the last offset
+// before it is next_offset + i - 1. The error carries the partition's actual last offset.
+Status check_expected_offsets(std::span<const OutgoingMessage> messages, const std::vector<std::uint32_t>& message_indexes,
+                              Offset next_offset, const std::string& stream, std::uint32_t partition) {
+  for (std::size_t i = 0; i < message_indexes.size(); ++i) {
+    const OutgoingMessage& message = messages[message_indexes[i]];
+    if (!message.expected_offset) continue;
+    const Offset before = next_offset + i;
+    const Offset actual_last = before == 0 ? expected_offset_empty : before - 1;
+    if (*message.expected_offset == actual_last) continue;
+    auto describe = [](Offset offset) {
+      return offset == expected_offset_empty ? std::string("none (empty)") : std::to_string(offset);
+    };
+    const Offset partition_last = next_offset == 0 ? expected_offset_empty : next_offset - 1;
+    return Status(ErrorCode::expected_offset_mismatch,
+                  "message " + std::to_string(message_indexes[i]) + ": expected last offset " +
+                      describe(*message.expected_offset) + " in " + stream + "/" + std::to_string(partition) +
+                      ", but it is " + describe(partition_last) + (i > 0 ? " before this batch" : "") + "; nothing was stored",
+                  partition_last);
+  }
+  return Status::ok();
+}
+
 // One destination partition's share of a publish.
 struct Destination {
   const StreamState* stream = nullptr;
@@ -437,6 +461,7 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
   };
   std::string_view previous_subject;
   std::vector<const StreamState*> routes;
+  bool conditional = false;  // some message carries an expected_offset
   for (std::uint32_t index = 0; index < messages.size(); ++index) {
     const OutgoingMessage& message = messages[index];
     if (index == 0 || message.subject != previous_subject) {
@@ -480,6 +505,15 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
         partition = message.key ? base::partition_for_key(*message.key, partitions)
                                 : stream->round_robin->fetch_add(1, std::memory_order_relaxed) % partitions;
       }
+      if (message.expected_offset) {
+        if (partitions > 1 && !message.key) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) +
+                                                         ": an expected_offset needs a known partition: give a key, or "
+                                                         "publish to a stream with one partition (stream '" +
+                                                         stream->config.name + "' has " + std::to_string(partitions) + ")");
+        }
+        conditional = true;
+      }
       Destination& destination = destination_for(stream, partition);
       destination.message_indexes.push_back(index);
       // add() measures the record as it encodes it; an oversize one fails the whole publish
@@ -490,13 +524,32 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
     }
   }
 
+  // A conditional batch is all or nothing, so it must be one append: one partition of one
+  // stream, within one on-disk batch.
+  if (conditional && destination_count > 1) {
+    return Status(ErrorCode::invalid_argument, "a publish with an expected_offset must land in a single partition of a "
+                                               "single stream (this one reaches " + std::to_string(destination_count) +
+                                               " partitions); publish the messages separately");
+  }
+  if (conditional && destinations[0].builder.bytes() > limits::batch_bytes_max) {
+    return Status(ErrorCode::limit_exceeded, "a publish with an expected_offset must fit in one batch of " +
+                                                 std::to_string(limits::batch_bytes_max) + " bytes");
+  }
+
   std::vector<Position> positions;
   positions.reserve(messages.size() * (destination_count == 1 ? 1 : 2));
   for (std::size_t d = 0; d < destination_count; ++d) {
     Destination& destination = destinations[d];
     const auto& log = destination.stream->partitions[destination.partition];
+    log::AppendPrecondition precondition;
+    if (conditional) {
+      precondition = [&destination, &messages](Offset next_offset) {
+        return check_expected_offsets(messages, destination.message_indexes, next_offset,
+                                      destination.stream->config.name, destination.partition);
+      };
+    }
     auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
-      auto base = log->append(builder);
+      auto base = log->append(builder, precondition);
       if (!base) return base.status();
       for (std::uint32_t i = 0; i < builder.record_count(); ++i) {
         positions.push_back({destination.stream->config.name, destination.partition, *base + i,
