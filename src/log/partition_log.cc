@@ -8,6 +8,7 @@
 #include "base/coding.h"
 #include "io/metadata_file.h"
 #include "log/format.h"
+#include "log/message_policy.h"
 
 namespace msgstore::log {
 namespace {
@@ -539,7 +540,8 @@ Status PartitionLog::damaged_error(const Segment& segment, std::uint64_t positio
 }
 
 Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
-                                  const std::function<bool(const MessageView&)>& visit) const {
+                                  const std::function<bool(const MessageView&)>& visit, ScanExpired expired) const {
+  const TimestampMs now = expired == ScanExpired::skip ? clock_() : 0;
   const Offset high_watermark = high_watermark_.load(std::memory_order_acquire);
   const Offset log_start = log_start_offset_.load(std::memory_order_acquire);
   if (from < log_start || from > high_watermark) {
@@ -594,6 +596,10 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
         if (message.offset >= high_watermark || messages >= max_messages || (messages > 0 && bytes >= max_bytes)) {
           stop = true;
           return false;
+        }
+        if (expired == ScanExpired::skip && is_expired(message, now)) {  // a gap for every reader
+          next = message.offset + 1;
+          return true;
         }
         bytes += message.payload.size() + message.subject.size() + 32;
         ++messages;

@@ -55,6 +55,9 @@ struct RecoveryReport {
 // Status rejects the append and nothing is written. It must be quick and must not call this log.
 using AppendPrecondition = std::function<Status(Offset next_offset)>;
 
+// Whether PartitionLog::scan passes messages whose time to live has passed.
+enum class ScanExpired : bool { skip, include };
+
 // The partition's current clock; injectable for retention tests.
 using Clock = std::function<TimestampMs()>;
 TimestampMs system_clock_ms();
@@ -79,8 +82,12 @@ class PartitionLog {
   // Calls `visit` for each message from `from` until it returns false, `max_messages` or
   // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.
   // Errors: offset_out_of_range, corruption (damaged data is never passed to `visit`).
+  // Messages whose time to live (Msgstore-TTL-Ms, log/message_policy.h) has passed by this
+  // log's clock are skipped like gaps: not visited, not counted, and the returned offset moves
+  // past them. ScanExpired::include visits them too (rebuilding the dedup table).
   Result<Offset> scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
-                      const std::function<bool(const MessageView&)>& visit) const;
+                      const std::function<bool(const MessageView&)>& visit,
+                      ScanExpired expired = ScanExpired::skip) const;
   // The first offset whose timestamp is >= time_ms (the high watermark if none).
   Result<Offset> offset_for_time(TimestampMs time_ms) const;
 
