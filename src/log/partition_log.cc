@@ -700,6 +700,50 @@ PartitionInfo PartitionLog::info(std::uint32_t partition) const {
   return info;
 }
 
+Offset PartitionLog::ttl_retention_start_locked(TimestampMs now) {
+  const Offset log_start = log_start_offset();
+  std::vector<std::shared_ptr<Segment>> segments = segments_from(log_start);
+  if (segments.size() < 2) return log_start;
+  Offset start = log_start;
+  RecordDecoder decoder;
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {  // the last (active) segment still grows
+    const std::shared_ptr<Segment>& segment = segments[i];
+    auto cached = segment_expiry_ms_.find(segment->base_offset());
+    if (cached == segment_expiry_ms_.end()) {
+      // Read the segment once; the first message without a TTL settles it (one batch for a
+      // stream that does not use TTLs). Damaged or unreadable data keeps the segment.
+      std::optional<TimestampMs> latest;
+      bool never = false;
+      bool unreadable = false;
+      BatchScanner scanner(segment->log_file(), Segment::header_bytes(), segment->readable_bytes());
+      while (!never && !unreadable) {
+        const BatchScanner::Step step = scanner.next(/*verify_body=*/true);
+        if (step == BatchScanner::Step::end_of_log) break;
+        if (step == BatchScanner::Step::io_error) return start;  // try again next pass
+        if (step != BatchScanner::Step::batch) {
+          unreadable = true;
+          break;
+        }
+        Status decoded = decoder.decode(scanner.batch(), scanner.header(), [&](const MessageView& message) {
+          const std::optional<TimestampMs> expiry = message_expiry_ms(message);
+          if (!expiry) {
+            never = true;
+            return false;
+          }
+          latest = std::max(latest.value_or(*expiry), *expiry);
+          return true;
+        });
+        if (!decoded.is_ok()) unreadable = true;
+      }
+      if (unreadable || segment->empty() || !segment->damaged_ranges().empty()) never = true;
+      cached = segment_expiry_ms_.emplace(segment->base_offset(), never ? std::nullopt : latest).first;
+    }
+    if (!cached->second || *cached->second > now) break;
+    start = segments[i + 1]->base_offset();
+  }
+  return start;
+}
+
 Status PartitionLog::apply_retention(TimestampMs now) {
   std::lock_guard retention(retention_mutex_);
   LogOptions options;
@@ -707,7 +751,11 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     std::lock_guard lock(options_mutex_);
     options = options_;
   }
-  if (options.max_age_ms <= 0 && options.max_bytes == 0 && options.max_messages == 0) return Status::ok();
+  // Segments whose every message outlived its time to live go whatever the limits say.
+  const Offset ttl_start = ttl_retention_start_locked(now);
+  if (options.max_age_ms <= 0 && options.max_bytes == 0 && options.max_messages == 0 && ttl_start <= log_start_offset()) {
+    return Status::ok();
+  }
   std::vector<std::shared_ptr<Segment>> doomed;
   Offset new_start = log_start_offset();
   {
@@ -727,7 +775,8 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       // could not persist its checkpoint), and it holds none of the messages counted from there.
       const bool over_bytes = options.max_bytes > 0 && total_bytes - segment.readable_bytes() >= options.max_bytes;
       const bool over_messages = options.max_messages > 0 && high_watermark - following->first >= options.max_messages;
-      if (!(expired || over_bytes || over_messages)) break;
+      const bool ttl_expired = following->first <= ttl_start;
+      if (!(expired || over_bytes || over_messages || ttl_expired)) break;
       doomed.push_back(it->second);
       total_bytes -= segment.readable_bytes();
       new_start = following->first;
@@ -758,6 +807,7 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     std::unique_lock lock(segments_mutex_);
     for (const auto& segment : doomed) segments_.erase(segment->base_offset());
   }
+  for (const auto& segment : doomed) segment_expiry_ms_.erase(segment->base_offset());
   for (const auto& segment : doomed) {
     for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
       MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, segment->base_offset(), kind)));

@@ -117,6 +117,10 @@ class PartitionLog {
   void publish_high_watermark(Offset offset);
   Status fail(Status status);
   Status apply_retention(TimestampMs now);
+  // The oldest sealed segments may hold only messages whose time to live has passed:
+  // retention may move the log start up to the returned offset (the base of the first
+  // segment that does not qualify). Requires retention_mutex_.
+  Offset ttl_retention_start_locked(TimestampMs now);
   std::vector<std::shared_ptr<Segment>> segments_from(Offset offset) const;
   Status damaged_error(const Segment& segment, std::uint64_t position) const;
 
@@ -158,6 +162,10 @@ class PartitionLog {
   // could not persist its new log start puts the old one back, which must not undo another's.
   // Taken with no other lock held.
   std::mutex retention_mutex_;
+  // Per sealed segment (by base offset): when its last message expires by its TTL, or empty
+  // if one has no TTL. Sealed segments do not change, so each is read once. Guarded by
+  // retention_mutex_.
+  std::map<Offset, std::optional<TimestampMs>> segment_expiry_ms_;
 
   // Checkpoint (partition.meta), serialised by meta_mutex_.
   std::mutex meta_mutex_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -680,6 +681,160 @@ TEST(DedupTable, BoundedExpiringAndWaitsForPendingClaims) {
   recovered.insert_recovered("z", {0, 3}, 30);
   EXPECT_EQ(recovered.size(), 2u);
   EXPECT_EQ(recovered.claim("z", 40, 100).outcome, Outcome::duplicate);
+}
+
+// ---- Time to live ---------------------------------------------------------------------------
+OutgoingMessage with_ttl(std::string_view subject, std::string_view payload, std::int64_t ttl_ms, TimestampMs timestamp_ms) {
+  OutgoingMessage result = message(subject, payload);
+  result.ttl_ms = ttl_ms;
+  result.timestamp_ms = timestamp_ms;
+  return result;
+}
+
+TEST(TimeToLive, ExpiredMessagesAreGapsOnEveryReadPath) {
+  TemporaryDirectory directory;
+  auto store = open_store(directory.path());
+  ASSERT_TRUE(store->create_stream(stream_config("cache", {"cache.>"})).is_ok());
+  const TimestampMs now = log::system_clock_ms();
+  const HeaderView ttl_by_header[] = {{"other", "kept"}, {"msgstore-ttl-ms", "1000"}};
+  OutgoingMessage header_expired = message("cache.a", "expired by header");
+  header_expired.headers = ttl_by_header;
+  header_expired.timestamp_ms = now - 5000;
+  std::vector<OutgoingMessage> batch = {message("cache.a", "zero"), with_ttl("cache.a", "expired", 1000, now - 10'000),
+                                        with_ttl("cache.a", "alive", 3'600'000, now), header_expired,
+                                        message("cache.a", "four")};
+  ASSERT_TRUE(store->publish_batch(batch).is_ok());
+
+  // read: expired offsets are skipped, next_offset moves past them.
+  auto all = store->read("cache", 0, 0);
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_EQ(payloads_of(all->messages), (std::vector<std::string>{"zero", "alive", "four"}));
+  EXPECT_EQ(all->messages[1].offset, 2u);
+  EXPECT_EQ(all->messages[2].offset, 4u);
+  EXPECT_EQ(all->next_offset, 5u);
+  EXPECT_EQ(all->high_watermark, 5u);
+  // The surviving TTL message keeps its header.
+  EXPECT_EQ(header_of(all->messages[1], ttl_header), "3600000");
+  // Starting on an expired offset is not an error: the read starts at the next live one.
+  auto from_expired = store->read("cache", 0, 1, ReadOptions{.max_messages = 1});
+  ASSERT_TRUE(from_expired.is_ok());
+  ASSERT_EQ(from_expired->messages.size(), 1u);
+  EXPECT_EQ(from_expired->messages[0].offset, 2u);
+  EXPECT_EQ(from_expired->next_offset, 3u);
+  auto only_expired = store->read("cache", 0, 3, ReadOptions{.max_messages = 1});
+  ASSERT_TRUE(only_expired.is_ok());
+  EXPECT_EQ(only_expired->messages[0].offset, 4u);
+
+  // scan (zero copy).
+  std::vector<Offset> scanned;
+  auto next = store->scan("cache", 0, 0, 100, [&](const MessageView& view) {
+    scanned.push_back(view.offset);
+    return ScanControl::proceed;
+  });
+  ASSERT_TRUE(next.is_ok());
+  EXPECT_EQ(scanned, (std::vector<Offset>{0, 2, 4}));
+  EXPECT_EQ(*next, 5u);
+
+  // Subscriptions (replay, then live).
+  std::mutex mutex;
+  std::vector<std::string> delivered;
+  auto subscription = store->subscribe(SubscribeOptions{.start = StartPosition::from_beginning()}, [&](const Delivery& delivery) {
+    std::lock_guard lock(mutex);
+    delivered.emplace_back(delivery.message.payload);
+  });
+  ASSERT_TRUE(subscription.is_ok()) << subscription.status().to_string();
+  ASSERT_TRUE(store->publish(with_ttl("cache.a", "live expired", 1, now - 1000)).is_ok());
+  ASSERT_TRUE(store->publish(message("cache.a", "live")).is_ok());
+  ASSERT_TRUE((*subscription)->wait_for_delivered(4, std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*subscription)->cancel();
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(delivered, (std::vector<std::string>{"zero", "alive", "four", "live"}));
+}
+
+TEST(TimeToLive, AMessageDisappearsWhenItsTimeToLivePasses) {
+  TemporaryDirectory directory;
+  auto store = open_store(directory.path());
+  ASSERT_TRUE(store->create_stream(stream_config("cache", {"cache.>"})).is_ok());
+  OutgoingMessage short_lived = message("cache.a", "short");
+  short_lived.ttl_ms = 300;
+  ASSERT_TRUE(store->publish(short_lived).is_ok());
+  ASSERT_TRUE(store->publish(message("cache.a", "forever")).is_ok());
+  EXPECT_EQ(payloads_of(store->read("cache", 0, 0)->messages), (std::vector<std::string>{"short", "forever"}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(payloads_of(store->read("cache", 0, 0)->messages), (std::vector<std::string>{"forever"}));
+  // Still a gap after a restart.
+  store.reset();
+  store = open_store(directory.path());
+  auto after = store->read("cache", 0, 0);
+  ASSERT_TRUE(after.is_ok());
+  EXPECT_EQ(payloads_of(after->messages), (std::vector<std::string>{"forever"}));
+  EXPECT_EQ(after->messages[0].offset, 1u);
+}
+
+TEST(TimeToLive, RetentionDropsSealedSegmentsWhoseMessagesAllExpired) {
+  TemporaryDirectory directory;
+  auto store = open_store(directory.path());
+  StreamConfig config = stream_config("cache", {"cache.>"});
+  config.segment_bytes = limits::segment_bytes_min;
+  ASSERT_TRUE(store->create_stream(config).is_ok());
+  StreamConfig plain = config;
+  plain.name = "plain";
+  plain.subjects = {"plain.>"};
+  ASSERT_TRUE(store->create_stream(plain).is_ok());
+  const TimestampMs now = log::system_clock_ms();
+  const std::string payload(500, 'x');
+  // 40 expired messages (several segments), then one that expires in an hour, then plain ones.
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(store->publish(with_ttl("cache.a", payload, 1000, now - 60'000)).is_ok());
+  ASSERT_TRUE(store->publish(with_ttl("cache.a", payload, 3'600'000, now)).is_ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(store->publish(message("cache.a", payload)).is_ok());
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(store->publish(message("plain.a", payload)).is_ok());
+  const StreamInfo before = *store->describe_stream("cache");
+  ASSERT_GT(before.partitions[0].segments, 5u);
+  ASSERT_EQ(before.partitions[0].first_offset, 0u);
+
+  ASSERT_TRUE(store->run_maintenance().is_ok());
+  const StreamInfo after = *store->describe_stream("cache");
+  // Every segment of expired messages went; the one holding offset 40 (alive) stays.
+  EXPECT_GT(after.partitions[0].first_offset, 0u);
+  EXPECT_LE(after.partitions[0].first_offset, 40u);
+  EXPECT_LT(after.partitions[0].segments, before.partitions[0].segments);
+  EXPECT_LT(after.bytes, before.bytes);
+  auto read = store->read("cache", 0, after.partitions[0].first_offset);
+  ASSERT_TRUE(read.is_ok());
+  EXPECT_EQ(read->messages.front().offset, 40u);  // the expired rest of its segment is still a gap
+  EXPECT_EQ(read->messages.size(), 21u);
+  // Without TTLs nothing is dropped (no retention limits are set).
+  ASSERT_TRUE(store->run_maintenance().is_ok());
+  EXPECT_EQ(store->describe_stream("plain")->partitions[0].first_offset, 0u);
+  EXPECT_EQ(store->describe_stream("cache")->partitions[0].first_offset, after.partitions[0].first_offset);
+  // Reopening keeps the new log start.
+  store.reset();
+  store = open_store(directory.path());
+  EXPECT_EQ(store->describe_stream("cache")->partitions[0].first_offset, after.partitions[0].first_offset);
+}
+
+TEST(TimeToLive, InvalidValuesAreRefused) {
+  TemporaryDirectory directory;
+  auto store = open_store(directory.path());
+  ASSERT_TRUE(store->create_stream(stream_config("cache", {"cache.>"})).is_ok());
+  const TimestampMs now = log::system_clock_ms();
+  for (std::int64_t bad : {std::int64_t{0}, std::int64_t{-5}, limits::ttl_ms_max + 1}) {
+    EXPECT_EQ(store->publish(with_ttl("cache.a", "x", bad, now)).status().code(), ErrorCode::invalid_argument) << bad;
+  }
+  EXPECT_TRUE(store->publish(with_ttl("cache.a", "x", limits::ttl_ms_max, now)).is_ok());
+  for (std::string_view bad : {"", "abc", "-5", " 5", "5 ", "0", "+5", "99999999999999999999999"}) {
+    const HeaderView header{ttl_header, bad};
+    OutgoingMessage outgoing = message("cache.a", "x");
+    outgoing.headers = std::span<const HeaderView>(&header, 1);
+    EXPECT_EQ(store->publish(outgoing).status().code(), ErrorCode::invalid_argument) << "'" << bad << "'";
+  }
+  const HeaderView header{ttl_header, "5000"};
+  OutgoingMessage both = with_ttl("cache.a", "x", 5000, now);
+  both.headers = std::span<const HeaderView>(&header, 1);
+  EXPECT_EQ(both.ttl_ms, 5000);
+  EXPECT_EQ(store->publish(both).status().code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(store->read("cache", 0, 0)->messages.size(), 1u);
 }
 
 }  // namespace
