@@ -39,6 +39,12 @@ struct StreamConfig {
   std::uint64_t segment_bytes = limits::segment_bytes_default;
   std::int64_t segment_age_ms = limits::segment_age_ms_default;
 
+  // Duplicate suppression: a message id (OutgoingMessage::message_id) seen within this window
+  // is not stored again; the publish returns the original Position. 0 = off. At most
+  // limits::dedup_window_ms_max. Measured from when the original was appended (after a
+  // restart: from its timestamp).
+  std::int64_t dedup_window_ms = limits::dedup_window_ms_default;
+
   bool operator==(const StreamConfig&) const = default;
 };
 

@@ -22,6 +22,7 @@ std::string stream_config_json(const StreamConfig& config) {
       .add("max_message_bytes", config.max_message_bytes)
       .add("segment_bytes", config.segment_bytes)
       .add("segment_age_ms", config.segment_age_ms)
+      .add("dedup_window_ms", config.dedup_window_ms)
       .finish();
 }
 
@@ -110,12 +111,13 @@ std::string record_json(const MessageView& message) {
 }
 
 std::string position_json(const Position& position, std::uint64_t index) {
-  return JsonObject()
-      .add("stream", position.stream)
+  JsonObject object;
+  object.add("stream", position.stream)
       .add("partition", position.partition)
       .add("offset", std::uint64_t{position.offset})
-      .add("index", index)
-      .finish();
+      .add("index", index);
+  if (position.duplicate) object.add("duplicate", true);  // only then, so ordinary acks keep their shape
+  return object.finish();
 }
 
 }  // namespace msgstore::cli

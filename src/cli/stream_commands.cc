@@ -15,6 +15,8 @@ struct StreamFlags {
   std::string name;
   std::vector<std::string> subjects;
   std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
+  std::string dedup_window;
+  CLI::Option* dedup_window_option = nullptr;
   CLI::Option* subjects_option = nullptr;
   CLI::Option* partitions_option = nullptr;
   CLI::Option* max_age_option = nullptr;
@@ -54,6 +56,10 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
           ->type_name("SIZE");
   flags.segment_age_option =
       command->add_option("--segment-age", flags.segment_age, "Roll segment files at this age (default 7d)")
+          ->type_name("DURATION");
+  flags.dedup_window_option =
+      command->add_option("--dedup-window", flags.dedup_window,
+                          "Duplicate suppression window for message ids (default 2m, 0 = off)")
           ->type_name("DURATION");
 }
 
@@ -106,6 +112,11 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
     if (!value) return value.status();
     if (*value == 0) return Status(ErrorCode::invalid_argument, "--segment-age: must be positive");
     config.segment_age_ms = *value;
+  }
+  if (flags.dedup_window_option->count() > 0) {
+    auto value = parse_duration_ms(flags.dedup_window, "--dedup-window");
+    if (!value) return value.status();
+    config.dedup_window_ms = *value;
   }
   return Status::ok();
 }

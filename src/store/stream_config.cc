@@ -86,6 +86,9 @@ Status validate_stream_config(const StreamConfig& config) {
                                                    std::to_string(limits::segment_bytes_max));
   }
   if (config.segment_age_ms <= 0) return Status(ErrorCode::invalid_argument, "segment_age_ms must be positive");
+  if (config.dedup_window_ms < 0 || config.dedup_window_ms > limits::dedup_window_ms_max) {
+    return Status(ErrorCode::invalid_argument, "dedup_window_ms must be 0 (off) to " + std::to_string(limits::dedup_window_ms_max));
+  }
   return Status::ok();
 }
 
@@ -108,6 +111,7 @@ io::MetadataFields encode_stream_config(const StreamConfig& config) {
   fields["max_message_bytes"] = std::to_string(config.max_message_bytes);
   fields["segment_bytes"] = std::to_string(config.segment_bytes);
   fields["segment_age_ms"] = std::to_string(config.segment_age_ms);
+  fields["dedup_window_ms"] = std::to_string(config.dedup_window_ms);
   return fields;
 }
 
@@ -145,6 +149,12 @@ Result<StreamConfig> decode_stream_config(const io::MetadataFields& fields) {
   config.max_message_bytes = *max_message_bytes;
   config.segment_bytes = *segment_bytes;
   config.segment_age_ms = *segment_age;
+  // Added after version 1 was released: files without it get the default.
+  if (fields.count("dedup_window_ms")) {
+    auto dedup_window = io::metadata_i64(fields, "dedup_window_ms");
+    if (!dedup_window) return dedup_window.status();
+    config.dedup_window_ms = *dedup_window;
+  }
   Status policy = parse_fsync_policy(fsync->second, config.fsync, config.fsync_interval_ms);
   if (!policy.is_ok()) return Status(ErrorCode::corruption, "stream metadata: " + policy.message());
   Status valid = validate_stream_config(config);
