@@ -249,7 +249,15 @@ Result<RewriteResult> PartitionLog::rewrite_segment(Offset base_offset, const Re
     (void)file_system_.remove(segment_rewrite_path(directory_, base_offset));
     return Status(written.code(), label_ + ": rewrite of segment " + std::to_string(base_offset) + ": " + written.message());
   }
-  if (result.records_dropped == 0) return result;
+  // Every listed offset of this segment's range is now known to be absent from the new
+  // file (or from the old one, if nothing was dropped, e.g. after a crash between the rename
+  // and the retirement): those entries are retired once the file is durable.
+  std::vector<Offset> retired(std::lower_bound(erased->begin(), erased->end(), base_offset),
+                              std::lower_bound(erased->begin(), erased->end(), next_base));
+  if (result.records_dropped == 0) {
+    MSGSTORE_RETURN_IF_ERROR(retire_erased_offsets(retired));
+    return result;
+  }
 
   // Step 2: the old segment's derived index files go first, so no crash can pair them with
   // the new log. The old Segment object keeps its loaded indexes and never writes files again.
@@ -277,7 +285,7 @@ Result<RewriteResult> PartitionLog::rewrite_segment(Offset base_offset, const Re
     segments_[base_offset] = *replacement;
   }
   result.replaced = true;
-  if (!result.dropped_erased.empty()) MSGSTORE_RETURN_IF_ERROR(retire_erased_offsets(result.dropped_erased));
+  MSGSTORE_RETURN_IF_ERROR(retire_erased_offsets(retired));
   notify_segment_change(SegmentChange::replaced, base_offset);
   return result;
 }
