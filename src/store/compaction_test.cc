@@ -26,6 +26,16 @@ std::unique_ptr<Store> open_on(std::shared_ptr<FileSystem> file_system, const st
   return store ? std::move(*store) : nullptr;
 }
 
+// A stream capturing "<name>.>" with the smallest segments, so a few messages fill several.
+StreamConfig small_stream(std::string name, std::uint32_t partitions = 1) {
+  StreamConfig config;
+  config.subjects = {name + ".>"};
+  config.name = std::move(name);
+  config.partitions = partitions;
+  config.segment_bytes = limits::segment_bytes_min;
+  return config;
+}
+
 // Every readable message of a stream, by (partition, offset).
 std::map<std::pair<std::uint32_t, Offset>, Message> read_stream(const Store& store, std::string_view stream) {
   std::map<std::pair<std::uint32_t, Offset>, Message> all;
@@ -87,11 +97,7 @@ TEST(Compaction, KeepsExactlyTheLatestPerKeyAndDropsExpiredTombstonesOverManySee
     auto disk = std::make_shared<FaultFileSystem>();
     auto store = open_on(disk, "/data");
     ASSERT_NE(store, nullptr);
-    StreamConfig config;
-    config.name = "accounts";
-    config.subjects = {"accounts.>"};
-    config.partitions = 1 + static_cast<std::uint32_t>(seed % 3);
-    config.segment_bytes = limits::segment_bytes_min;
+    StreamConfig config = small_stream("accounts", 1 + static_cast<std::uint32_t>(seed % 3));
     config.cleanup = CleanupPolicy::compact;
     config.tombstone_retention_ms = hour_ms;
     ASSERT_TRUE(store->create_stream(config).is_ok());
@@ -176,9 +182,7 @@ TEST(Compaction, KeepsExactlyTheLatestPerKeyAndDropsExpiredTombstonesOverManySee
 TEST(Compaction, RefusedForDeleteStreamsAndConfigRoundTrips) {
   auto disk = std::make_shared<FaultFileSystem>();
   auto store = open_on(disk, "/data");
-  StreamConfig config;
-  config.name = "plain";
-  config.subjects = {"plain.>"};
+  StreamConfig config = small_stream("plain");
   ASSERT_TRUE(store->create_stream(config).is_ok());
   EXPECT_EQ(store->compact("plain").status().code(), ErrorCode::invalid_argument);
   config.cleanup = CleanupPolicy::compact;
@@ -206,12 +210,7 @@ TEST(Erase, UnreadableAtOnceThenNoTraceInAnyFile) {
   testing::TemporaryDirectory directory;
   auto store = open_on(nullptr, directory.path());
   ASSERT_NE(store, nullptr);
-  StreamConfig config;
-  config.name = "people";
-  config.subjects = {"people.>"};
-  config.partitions = 2;
-  config.segment_bytes = limits::segment_bytes_min;
-  ASSERT_TRUE(store->create_stream(config).is_ok());
+  ASSERT_TRUE(store->create_stream(small_stream("people", 2)).is_ok());
   std::vector<std::string> erased_payloads;
   std::vector<std::string> kept_payloads;
   for (int i = 0; i < 400; ++i) {
@@ -318,11 +317,7 @@ TEST(Erase, UnreadableAtOnceThenNoTraceInAnyFile) {
 TEST(Erase, RemoveNowReportsProgressAndRejectsBadRequests) {
   auto disk = std::make_shared<FaultFileSystem>();
   auto store = open_on(disk, "/data");
-  StreamConfig config;
-  config.name = "s";
-  config.subjects = {"s.>"};
-  config.segment_bytes = limits::segment_bytes_min;
-  ASSERT_TRUE(store->create_stream(config).is_ok());
+  ASSERT_TRUE(store->create_stream(small_stream("s")).is_ok());
   for (int i = 0; i < 100; ++i) {
     OutgoingMessage message;
     message.subject = "s.x";
