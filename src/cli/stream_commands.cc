@@ -15,6 +15,9 @@ struct StreamFlags {
   std::string name;
   std::vector<std::string> subjects;
   std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
+  std::string cleanup, tombstone_retention;
+  CLI::Option* cleanup_option = nullptr;
+  CLI::Option* tombstone_retention_option = nullptr;
   CLI::Option* subjects_option = nullptr;
   CLI::Option* partitions_option = nullptr;
   CLI::Option* max_age_option = nullptr;
@@ -54,6 +57,13 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
           ->type_name("SIZE");
   flags.segment_age_option =
       command->add_option("--segment-age", flags.segment_age, "Roll segment files at this age (default 7d)")
+          ->type_name("DURATION");
+  flags.cleanup_option =
+      command->add_option("--cleanup", flags.cleanup, "delete (default) or compact: keep only the latest message per key")
+          ->type_name("POLICY");
+  flags.tombstone_retention_option =
+      command->add_option("--tombstone-retention", flags.tombstone_retention,
+                          "With --cleanup compact: how long tombstones stay before their key is gone (default 1d)")
           ->type_name("DURATION");
 }
 
@@ -106,6 +116,15 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
     if (!value) return value.status();
     if (*value == 0) return Status(ErrorCode::invalid_argument, "--segment-age: must be positive");
     config.segment_age_ms = *value;
+  }
+  if (flags.cleanup_option->count() > 0) {
+    Status parsed = parse_cleanup_policy(flags.cleanup, config.cleanup);
+    if (!parsed.is_ok()) return Status(parsed.code(), "--cleanup: " + parsed.message());
+  }
+  if (flags.tombstone_retention_option->count() > 0) {
+    auto value = parse_duration_ms(flags.tombstone_retention, "--tombstone-retention");
+    if (!value) return value.status();
+    config.tombstone_retention_ms = *value;
   }
   return Status::ok();
 }
