@@ -53,6 +53,15 @@ inline constexpr std::size_t dedup_entries_max = 1'000'000;
 
 // Per-message time to live (OutgoingMessage::ttl_ms, the Msgstore-TTL-Ms header).
 inline constexpr std::int64_t ttl_ms_max = 100ll * 365 * 24 * 3600 * 1000;
+// Compaction and erase (segment rewrites).
+inline constexpr std::int64_t tombstone_retention_ms_default = 24ll * 3600 * 1000;
+// A background maintenance pass rewrites at most this many segments per partition, so it
+// never holds up the rest of maintenance for long; the remainder waits for the next pass.
+inline constexpr std::size_t rewrite_segments_per_pass_max = 4;
+// One erase may match at most this many messages (its offsets are kept in memory and in the
+// partition's erase list until the rewrite removes them).
+inline constexpr std::size_t erase_matches_max = 10'000'000;
+inline constexpr std::size_t erase_actor_bytes_max = 256;
 
 // Reads: one call returns at most this much.
 inline constexpr std::size_t read_messages_max = 100'000;

@@ -127,6 +127,50 @@ class DataListenerHandle {
   virtual ~DataListenerHandle() = default;
 };
 
+// ---- Compaction and erase (docs/ARCHITECTURE.md, "Compaction and erase") ----
+
+struct CompactionReport {
+  std::uint64_t partitions = 0;
+  std::uint64_t segments_rewritten = 0;
+  std::uint64_t messages_removed = 0;
+  std::uint64_t bytes_before = 0;  // of the rewritten segments
+  std::uint64_t bytes_after = 0;
+  std::uint64_t segments_pending = 0;  // still holding removable messages (background: next pass)
+};
+
+// Which messages an erase covers: exactly one of `key` or `header` (name and value equal).
+struct EraseCriteria {
+  std::optional<std::string> key;
+  std::optional<Header> header;
+};
+
+struct EraseRequest {
+  std::string stream;
+  EraseCriteria criteria;
+  std::string actor;  // who asked (recorded in the audit stream); required
+  // true: rewrite the affected segments before returning; false: the background maintenance
+  // does it (the messages are unreadable either way as soon as erase returns).
+  bool remove_now = false;
+};
+
+// Physical removal of erased messages still in segment files.
+struct EraseProgress {
+  std::uint64_t offsets_pending = 0;      // erased offsets whose bytes are still on disk
+  std::uint64_t segments_pending = 0;     // segments that still hold them
+  std::uint64_t segments_rewritten = 0;   // by this call
+};
+
+struct EraseReport {
+  std::uint64_t matched_messages = 0;
+  std::uint64_t segments_to_rewrite = 0;  // segments holding the matches when erase returned
+  EraseProgress progress;                 // after remove_now, or pending for the background
+  Offset audit_offset = 0;                // where the audit record went (stream audit_stream_name)
+};
+
+// The audit stream, created on demand by the first erase: one message per erase with who, what
+// (the criteria), when and how many, never the erased content.
+inline constexpr std::string_view audit_stream_name = "_audit";
+
 class StoreImpl;
 
 class Store {
@@ -190,8 +234,24 @@ class Store {
   // Checks every checksum and index of every stream (or of one stream).
   Result<VerifyReport> verify(std::string_view stream = {}) const;
 
-  // Retention, age-based segment rolls and interval syncs; the background thread calls this.
+  // Retention, age-based segment rolls and interval syncs, a bounded share of compaction and
+  // of erase rewrites; the background thread calls this.
   Status run_maintenance();
+
+  // Compacts a cleanup=compact stream now: rolls its active segments, then rewrites every
+  // segment holding superseded messages or expired tombstones. Offsets never change.
+  Result<CompactionReport> compact(std::string_view stream);
+
+  // Erases every message matching the criteria: once erase returns they are unreadable through
+  // every read path (the offsets are in a durable erase list), and the erase is recorded in the
+  // audit stream. Their bytes are removed by segment rewrites (now, or in the background).
+  // Messages published while the erase runs may not be covered.
+  Result<EraseReport> erase(const EraseRequest& request);
+  // Rewrites now every segment of `stream` still holding erased messages; `on_progress` is
+  // called after each segment. erase_progress only reports.
+  Result<EraseProgress> finish_erasures(std::string_view stream,
+                                        const std::function<void(const EraseProgress&)>& on_progress = {});
+  Result<EraseProgress> erase_progress(std::string_view stream) const;
 
   // Syncs everything and releases the directory. Further calls fail with `closed`.
   Status close();

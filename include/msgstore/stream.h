@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "msgstore/limits.h"
@@ -21,6 +22,17 @@ enum class FsyncPolicy : std::uint8_t {
   interval,  // after write(); a background sync runs every fsync_interval_ms
   never,     // after write(); the operating system decides when to write back
 };
+
+// What removes old data besides the retention limits (which apply under both policies).
+enum class CleanupPolicy : std::uint8_t {
+  delete_segments,  // "delete" (default): retention removes whole segments, nothing else
+  compact,          // "compact": keep only the latest message per key (see Store::compact)
+};
+
+// A message with an empty payload and this header (any value) is a tombstone: under
+// cleanup=compact it removes its key, and is itself removed tombstone_retention_ms after its
+// timestamp, so consumers that read within that delay see the deletion.
+inline constexpr std::string_view tombstone_header_name = "Msgstore-Tombstone";
 
 struct StreamConfig {
   std::string name;                   // letters, digits, '.', '_', '-'; 1-255 bytes; not "." or ".."
@@ -44,6 +56,8 @@ struct StreamConfig {
   // limits::dedup_window_ms_max. Measured from when the original was appended (after a
   // restart: from its timestamp).
   std::int64_t dedup_window_ms = limits::dedup_window_ms_default;
+  CleanupPolicy cleanup = CleanupPolicy::delete_segments;
+  std::int64_t tombstone_retention_ms = limits::tombstone_retention_ms_default;  // for compact
 
   bool operator==(const StreamConfig&) const = default;
 };
@@ -51,6 +65,10 @@ struct StreamConfig {
 // "always", "never", "interval:<ms>".
 std::string fsync_policy_to_string(FsyncPolicy policy, std::uint32_t interval_ms);
 Status parse_fsync_policy(std::string_view text, FsyncPolicy& policy, std::uint32_t& interval_ms);
+
+// "delete", "compact".
+std::string cleanup_policy_to_string(CleanupPolicy policy);
+Status parse_cleanup_policy(std::string_view text, CleanupPolicy& policy);
 
 // Checks a configuration (name, patterns, limits); the error names the offending field.
 Status validate_stream_config(const StreamConfig& config);

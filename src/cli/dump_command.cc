@@ -7,6 +7,7 @@
 // batch header ends the listing (nothing after it can be framed); a batch whose body CRC is bad
 // is reported and skipped (its header, and so its length, is intact). Exit 1 if anything was
 // damaged.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -17,6 +18,8 @@
 #include "cli/json.h"
 #include "cli/output.h"
 #include "cli/parse.h"
+#include "io/metadata_file.h"
+#include "log/erase_list.h"
 #include "log/format.h"
 #include "log/record_batch.h"
 #include "log/segment.h"
@@ -101,7 +104,7 @@ std::string diagnose_batch_header(const File& file, std::uint64_t position, std:
          ", attributes " + std::to_string(base::load_u16(data + 6)) + ")";
 }
 
-int dump_segment(const File& file, std::uint64_t file_size, bool show_records) {
+int dump_segment(const File& file, std::uint64_t file_size, bool show_records, const std::vector<Offset>& erased) {
   std::uint64_t damage = 0;
   print_line("segment log, " + std::to_string(file_size) + " bytes");
   if (file_size < format::segment_header_bytes) {
@@ -125,9 +128,10 @@ int dump_segment(const File& file, std::uint64_t file_size, bool show_records) {
     print_line("DAMAGE: segment header is not valid; stopping");
     return fail(Status(ErrorCode::corruption, "segment header damaged"));
   }
-  if (version != format::segment_version) {
+  if (version != format::segment_version && version != format::segment_version_rewritten) {
     return fail(Status(ErrorCode::unsupported_format, "segment format version " + std::to_string(version)));
   }
+  if (version == format::segment_version_rewritten) print_line("rewritten segment (compaction or erase): offsets may have gaps");
 
   log::BatchScanner scanner(file, format::segment_header_bytes, file_size);
   log::RecordDecoder decoder;
@@ -184,7 +188,12 @@ int dump_segment(const File& file, std::uint64_t file_size, bool show_records) {
     records += batch.record_count;
     if (show_records) {
       Status decoded = decoder.decode(scanner.batch(), batch, [&](const MessageView& message) {
-        print_line("  record " + record_json(message));
+        // Erased messages are never shown, even while their bytes await the rewrite.
+        if (std::binary_search(erased.begin(), erased.end(), message.offset)) {
+          print_line("  record offset " + std::to_string(message.offset) + ": erased");
+        } else {
+          print_line("  record " + record_json(message));
+        }
         return true;
       });
       if (!decoded.is_ok()) {
@@ -282,11 +291,23 @@ int run_dump(const DumpFlags& flags) {
                                                           " bytes, too short to be a msgstore segment or index file"));
   }
   const std::uint32_t magic = magic_bytes->size() == 4 ? base::load_u32(magic_bytes->data()) : 0;
-  if (magic == format::segment_magic) return dump_segment(**file, *size, flags.records);
+  // The partition's erase list (log/erase_list.h), beside a segment file.
+  std::vector<Offset> erased;
+  const auto erase_list_path = std::filesystem::path(flags.path).parent_path() / log::erase_list_file_name;
+  if (flags.records && file_system->exists(erase_list_path)) {
+    auto bytes = io::read_whole_file(*file_system, erase_list_path);
+    auto decoded = bytes ? log::decode_erase_list(*bytes) : Result<std::vector<Offset>>(bytes.status());
+    if (!decoded) {
+      return fail(Status(decoded.status().code(), "the erase list beside this file is unreadable, so records are not shown: " +
+                                                      decoded.status().message()));
+    }
+    erased = std::move(*decoded);
+  }
+  if (magic == format::segment_magic) return dump_segment(**file, *size, flags.records, erased);
   if (magic == format::offset_index_magic) return dump_index(**file, *size, /*offset_index=*/true);
   if (magic == format::time_index_magic) return dump_index(**file, *size, /*offset_index=*/false);
   // Unknown magic: trust the name so the listing can say what is wrong with the header.
-  if (ends_with(flags.path, ".log")) return dump_segment(**file, *size, flags.records);
+  if (ends_with(flags.path, ".log")) return dump_segment(**file, *size, flags.records, erased);
   if (ends_with(flags.path, ".offset_index")) return dump_index(**file, *size, /*offset_index=*/true);
   if (ends_with(flags.path, ".time_index")) return dump_index(**file, *size, /*offset_index=*/false);
   return fail(Status(ErrorCode::unsupported_format, "'" + flags.path + "' is not a msgstore segment or index file (magic " +

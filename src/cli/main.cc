@@ -72,6 +72,8 @@ int run(int argc, char** argv) {
   add_verify_command(app, global, commands);
   add_dump_command(app, global, commands);
   add_demo_command(app, global, commands);
+  add_compact_command(app, global, commands);
+  add_erase_command(app, global, commands);
 
   try {
     app.parse(argc, argv);

@@ -23,6 +23,8 @@ std::string stream_config_json(const StreamConfig& config) {
       .add("segment_bytes", config.segment_bytes)
       .add("segment_age_ms", config.segment_age_ms)
       .add("dedup_window_ms", config.dedup_window_ms)
+      .add("cleanup", cleanup_policy_to_string(config.cleanup))
+      .add("tombstone_retention_ms", config.tombstone_retention_ms)
       .finish();
 }
 

@@ -17,6 +17,9 @@ struct StreamFlags {
   std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
   std::string dedup_window;
   CLI::Option* dedup_window_option = nullptr;
+  std::string cleanup, tombstone_retention;
+  CLI::Option* cleanup_option = nullptr;
+  CLI::Option* tombstone_retention_option = nullptr;
   CLI::Option* subjects_option = nullptr;
   CLI::Option* partitions_option = nullptr;
   CLI::Option* max_age_option = nullptr;
@@ -60,6 +63,13 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
   flags.dedup_window_option =
       command->add_option("--dedup-window", flags.dedup_window,
                           "Duplicate suppression window for message ids (default 2m, 0 = off)")
+          ->type_name("DURATION");
+  flags.cleanup_option =
+      command->add_option("--cleanup", flags.cleanup, "delete (default) or compact: keep only the latest message per key")
+          ->type_name("POLICY");
+  flags.tombstone_retention_option =
+      command->add_option("--tombstone-retention", flags.tombstone_retention,
+                          "With --cleanup compact: how long tombstones stay before their key is gone (default 1d)")
           ->type_name("DURATION");
 }
 
@@ -117,6 +127,15 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
     auto value = parse_duration_ms(flags.dedup_window, "--dedup-window");
     if (!value) return value.status();
     config.dedup_window_ms = *value;
+  }
+  if (flags.cleanup_option->count() > 0) {
+    Status parsed = parse_cleanup_policy(flags.cleanup, config.cleanup);
+    if (!parsed.is_ok()) return Status(parsed.code(), "--cleanup: " + parsed.message());
+  }
+  if (flags.tombstone_retention_option->count() > 0) {
+    auto value = parse_duration_ms(flags.tombstone_retention, "--tombstone-retention");
+    if (!value) return value.status();
+    config.tombstone_retention_ms = *value;
   }
   return Status::ok();
 }

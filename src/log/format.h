@@ -10,6 +10,12 @@ namespace msgstore::log::format {
 // ---- Segment file: <base offset, 20 digits>.v1.log ----
 inline constexpr std::uint32_t segment_magic = 0x4753534Du;  // "MSSG" little-endian
 inline constexpr std::uint16_t segment_version = 1;
+// Version 2 headers are written only by the segment rewrite (compaction, erase): same layout,
+// flags bit 0 set. Such a segment may have offset gaps anywhere, including at its end (its
+// last offset is then the next segment's base minus one). Readers accept 1 and 2; the file
+// name keeps ".v1" (the name's version is the file family; batches and indexes are unchanged).
+inline constexpr std::uint16_t segment_version_rewritten = 2;
+inline constexpr std::uint16_t segment_flag_rewritten = 1;
 inline constexpr std::size_t segment_header_bytes = 32;
 // Layout: magic u32 | version u16 | flags u16 | base_offset u64 | created_ms i64 |
 //         reserved u32 | header_crc32c u32 (over bytes 0..28)

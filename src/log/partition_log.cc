@@ -115,7 +115,9 @@ Status PartitionLog::recover(RecoveryReport& report) {
   std::vector<Offset> bases;
   for (const std::string& name : *names) {
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      MSGSTORE_RETURN_IF_ERROR(file_system_.remove(directory_ / name));  // an unfinished metadata write
+      // An unfinished metadata write, or a segment rewrite that never reached its rename:
+      // rolled back (the original segment is intact; see log/segment_rewrite.h).
+      MSGSTORE_RETURN_IF_ERROR(file_system_.remove(directory_ / name));
       continue;
     }
     if (auto base = parse_segment_log_name(name)) bases.push_back(*base);
@@ -163,6 +165,7 @@ Status PartitionLog::recover(RecoveryReport& report) {
     recovery_next_offset = bases.front();
   }
   log_start_offset_ = log_start;
+  MSGSTORE_RETURN_IF_ERROR(load_erase_list());
   {
     // What is on disk now, until a new checkpoint is written (it may not be, on a full disk).
     std::lock_guard lock(meta_mutex_);
@@ -553,6 +556,11 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
   std::size_t bytes = 0;
   bool stop = false;
   RecordDecoder decoder;
+  // Erased offsets (log/erase_list.h) are skipped like compaction gaps: never passed to `visit`.
+  const std::shared_ptr<const std::vector<Offset>> erased = erased_offsets();
+  auto is_erased = [&erased](Offset offset) {
+    return !erased->empty() && std::binary_search(erased->begin(), erased->end(), offset);
+  };
   // Offsets that recovery found damaged or lost are reported, never skipped silently (a damaged
   // range can end a segment, so the scanner alone would not see it).
   auto damaged_offsets = [&](const Segment& segment, Offset offset) -> std::optional<Status> {
@@ -593,7 +601,15 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
       }
       Status decoded = decoder.decode(scanner.batch(), header, [&](const MessageView& message) {
         if (message.offset < next) return true;
-        if (message.offset >= high_watermark || messages >= max_messages || (messages > 0 && bytes >= max_bytes)) {
+        if (message.offset >= high_watermark) {
+          stop = true;
+          return false;
+        }
+        if (is_erased(message.offset)) {
+          next = message.offset + 1;
+          return true;
+        }
+        if (messages >= max_messages || (messages > 0 && bytes >= max_bytes)) {
           stop = true;
           return false;
         }
@@ -623,6 +639,11 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
       }
     }
     if (!stop && messages < max_messages && next < segment->next_offset() && next < high_watermark &&
+        segment->base_offset() <= next && segment->rewritten()) {
+      next = std::min(segment->next_offset(), high_watermark);  // a rewritten segment may end in a gap
+      continue;
+    }
+    if (!stop && messages < max_messages && next < segment->next_offset() && next < high_watermark &&
         segment->base_offset() <= next) {
       // The segment ended before the offsets it is known to hold: never skip them silently.
       if (messages > 0) return next;
@@ -638,6 +659,7 @@ Result<Offset> PartitionLog::offset_for_time(TimestampMs time_ms) const {
   const Offset high_watermark = high_watermark_.load(std::memory_order_acquire);
   const Offset log_start = log_start_offset_.load(std::memory_order_acquire);
   RecordDecoder decoder;
+  const std::shared_ptr<const std::vector<Offset>> erased = erased_offsets();
   for (const std::shared_ptr<Segment>& segment : segments_from(log_start)) {
     if (segment->base_offset() >= high_watermark) break;
     if (segment->empty() || segment->max_timestamp_ms() < time_ms) continue;
@@ -654,7 +676,8 @@ Result<Offset> PartitionLog::offset_for_time(TimestampMs time_ms) const {
       if (header.max_timestamp_ms < time_ms || header.next_offset() <= log_start) continue;
       MSGSTORE_RETURN_IF_ERROR(decoder.decode(scanner.batch(), header, [&](const MessageView& message) {
         if (message.offset >= high_watermark) return false;
-        if (message.offset >= log_start && message.timestamp_ms >= time_ms) {
+        if (message.offset >= log_start && message.timestamp_ms >= time_ms &&
+            !std::binary_search(erased->begin(), erased->end(), message.offset)) {
           found = message.offset;
           return false;
         }
@@ -813,7 +836,12 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, segment->base_offset(), kind)));
     }
   }
-  return file_system_.sync_directory(directory_);
+  MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
+  for (const auto& segment : doomed) notify_segment_change(SegmentChange::removed, segment->base_offset());
+  // Erase-list entries whose segments are gone have nothing left to hide.
+  auto erased = erased_offsets();
+  std::vector<Offset> below_start(erased->begin(), std::lower_bound(erased->begin(), erased->end(), new_start));
+  return retire_erased_offsets(below_start);
 }
 
 Status PartitionLog::maintain() {
@@ -952,7 +980,7 @@ void PartitionLog::verify(VerifyReport& report) const {
       report.bytes_checked += header.batch_bytes;
       expected = header.next_offset();
     }
-    if (expected < segment->next_offset() && segment->damaged_ranges().empty()) {
+    if (expected < segment->next_offset() && segment->damaged_ranges().empty() && !segment->rewritten()) {
       report.problems.push_back(label_ + " " + file_name + ": ends at offset " + std::to_string(expected) +
                                 " but should hold offsets up to " + std::to_string(segment->next_offset()));
     }

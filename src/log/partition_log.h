@@ -25,6 +25,7 @@
 
 #include "log/record_batch.h"
 #include "log/segment.h"
+#include "log/segment_rewrite.h"
 #include "msgstore/file_system.h"
 #include "msgstore/store.h"
 #include "msgstore/stream.h"
@@ -106,6 +107,27 @@ class PartitionLog {
 
   const std::filesystem::path& directory() const { return directory_; }
 
+  // ---- Erase list (log/erase_list.h): offsets reads skip until a rewrite removes them ----
+  // Adds `offsets` (sorted, unique) to the list, fsyncs it, then applies it to reads.
+  Status add_erased_offsets(const std::vector<Offset>& offsets);
+  // The current list (sorted); never null.
+  std::shared_ptr<const std::vector<Offset>> erased_offsets() const;
+
+  // ---- Segment rewrite (implemented in log/segment_rewrite.cc) ----
+  // Notified after a segment was replaced by a rewrite or removed (retention), with the
+  // segment's base offset, holding only retention_mutex_ (so calls never overlap): derived per-segment data (indexes kept by
+  // other modules) must be rebuilt or dropped for it.
+  void set_segment_listener(SegmentListener listener);
+  std::vector<SegmentSummary> segment_summaries() const;
+  // Rolls the active segment if it holds any offset below `offset`, so that all of them are
+  // in sealed segments that a rewrite may replace.
+  Status seal_through(Offset offset);
+  // Replaces sealed segment `base_offset` by one holding the records `keep` accepts (erased
+  // offsets are always dropped), at their original offsets, by the crash-safe steps in
+  // docs/formats/segment-log.md ("Segment rewrite"). Erase-list entries the rewrite removed
+  // are retired once the new segment is durable. No-op (replaced = false) if nothing is dropped.
+  Result<RewriteResult> rewrite_segment(Offset base_offset, const RecordFilter& keep);
+
  private:
   PartitionLog(FileSystem& file_system, std::filesystem::path directory, std::string label, LogOptions options, Clock clock);
   Status recover(RecoveryReport& report);
@@ -137,7 +159,7 @@ class PartitionLog {
   std::map<Offset, std::shared_ptr<Segment>> segments_;
 
   // Append path.
-  std::mutex append_mutex_;
+  mutable std::mutex append_mutex_;
   std::shared_ptr<Segment> active_;
   Offset next_offset_ = 0;
   bool closed_ = false;
@@ -158,8 +180,9 @@ class PartitionLog {
   std::atomic<Offset> synced_offset_hint_{0};
   std::atomic<Offset> log_start_offset_{0};
 
-  // Serialises retention passes (maintenance may be called from several threads): a pass that
-  // could not persist its new log start puts the old one back, which must not undo another's.
+  // Serialises retention passes and segment rewrites (maintenance may be called from several
+  // threads): a pass that could not persist its new log start puts the old one back, which
+  // must not undo another's, and a rewrite's segment must not vanish under it.
   // Taken with no other lock held.
   std::mutex retention_mutex_;
   // Per sealed segment (by base offset): when its last message expires by its TTL, or empty
@@ -175,6 +198,17 @@ class PartitionLog {
 
   std::mutex listener_mutex_;
   std::function<void()> data_listener_;
+  SegmentListener segment_listener_;  // guarded by listener_mutex_
+  void notify_segment_change(SegmentChange change, Offset base_offset);
+
+  // Erase list: erase_list_write_mutex_ serialises file updates (taken before erased_mutex_);
+  // erased_mutex_ guards the pointer readers copy.
+  Status load_erase_list();
+  Status write_erase_list(std::shared_ptr<const std::vector<Offset>> offsets);
+  Status retire_erased_offsets(const std::vector<Offset>& retired);
+  std::mutex erase_list_write_mutex_;
+  mutable std::mutex erased_mutex_;
+  std::shared_ptr<const std::vector<Offset>> erased_ = std::make_shared<const std::vector<Offset>>();
 };
 
 }  // namespace msgstore::log

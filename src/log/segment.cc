@@ -77,6 +77,18 @@ std::filesystem::path segment_file_path(const std::filesystem::path& directory, 
   return directory / name;
 }
 
+std::string encode_segment_header(Offset base_offset, TimestampMs created_ms, bool rewritten) {
+  std::string header(format::segment_header_bytes, '\0');
+  base::store_u32(header.data(), format::segment_magic);
+  base::store_u16(header.data() + 4, rewritten ? format::segment_version_rewritten : format::segment_version);
+  base::store_u16(header.data() + 6, rewritten ? format::segment_flag_rewritten : 0);
+  base::store_u64(header.data() + 8, base_offset);
+  base::store_i64(header.data() + 16, created_ms);
+  base::store_u32(header.data() + format::segment_header_crc_position,
+                  base::crc32c(header.data(), format::segment_header_crc_position));
+  return header;
+}
+
 std::optional<Offset> parse_segment_log_name(const std::string& name) {
   char expected_suffix[16];
   std::snprintf(expected_suffix, sizeof expected_suffix, ".v%u.log", unsigned{format::segment_version});
@@ -169,13 +181,8 @@ Result<std::shared_ptr<Segment>> Segment::create(FileSystem& file_system, const 
   };
   auto file = file_system.open(path, OpenMode::create_truncate);
   if (!file) return abandon(file.status());
-  char header[format::segment_header_bytes] = {};
-  base::store_u32(header, format::segment_magic);
-  base::store_u16(header + 4, format::segment_version);
-  base::store_u64(header + 8, base_offset);
-  base::store_i64(header + 16, created_ms);
-  base::store_u32(header + format::segment_header_crc_position, base::crc32c(header, format::segment_header_crc_position));
-  Status written = (*file)->write_at(0, header, sizeof header);
+  const std::string header = encode_segment_header(base_offset, created_ms, /*rewritten=*/false);
+  Status written = (*file)->write_at(0, header.data(), header.size());
   if (written.is_ok()) written = (*file)->sync_data();
   if (!written.is_ok()) return abandon(written);
   std::shared_ptr<Segment> segment(new Segment(file_system, directory, base_offset, std::move(*file), created_ms));
@@ -203,13 +210,17 @@ Result<std::shared_ptr<Segment>> Segment::open(FileSystem& file_system, const st
       base::load_u64(header + 8) != base_offset) {
     return Status(ErrorCode::corruption, "segment header damaged: " + path.string());
   }
-  if (base::load_u16(header + 4) != format::segment_version) {
+  const std::uint16_t version = base::load_u16(header + 4);
+  const std::uint16_t flags = base::load_u16(header + 6);
+  const bool rewritten = version == format::segment_version_rewritten && flags == format::segment_flag_rewritten;
+  if (!(version == format::segment_version && flags == 0) && !rewritten) {
     return Status(ErrorCode::unsupported_format, "segment " + path.string() + " has format version " +
-                                                     std::to_string(base::load_u16(header + 4)));
+                                                     std::to_string(version) + " flags " + std::to_string(flags));
   }
   std::shared_ptr<Segment> segment(
       new Segment(file_system, directory, base_offset, std::move(*file), base::load_i64(header + 16)));
   segment->size_bytes_ = *size;
+  segment->rewritten_ = rewritten;
   return segment;
 }
 
@@ -348,7 +359,13 @@ BatchScanner::Step Segment::scan_from(std::uint64_t position, Offset expected_of
   }
 }
 
+void Segment::retire() {
+  std::lock_guard lock(lazy_load_mutex_);
+  retired_ = true;
+}
+
 Status Segment::write_index_files() {
+  if (retired_) return Status::ok();  // the paths belong to the replacement now
   std::string offsets = index_header(format::offset_index_magic, base_offset_);
   std::string times = index_header(format::time_index_magic, base_offset_);
   {
@@ -505,6 +522,8 @@ Status Segment::ensure_indexes() {
     expected = scanner.header().next_offset();
   }
   const std::uint64_t stop = scanner.position();
+  // A rewritten segment may end in a gap: its offsets run to the next segment's base.
+  if (rewritten_ && stop >= end && expected < sealed_next) expected = sealed_next;
   if (stop < end || expected < sealed_next) {
     // Damaged, or shorter than the offsets it is known to hold: reads that reach the damage
     // get an error naming it, verify reports it, and nothing after it is served.

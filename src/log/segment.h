@@ -32,6 +32,10 @@ std::filesystem::path segment_file_path(const std::filesystem::path& directory, 
 // Parses a segment log file name; nullopt for any other name.
 std::optional<Offset> parse_segment_log_name(const std::string& name);
 
+// The 32-byte segment header (docs/formats/segment-log.md). `rewritten` writes version 2 with
+// the rewritten flag (a segment produced by log/segment_rewrite.h).
+std::string encode_segment_header(Offset base_offset, TimestampMs created_ms, bool rewritten);
+
 inline constexpr TimestampMs no_timestamp = std::numeric_limits<TimestampMs>::min();
 
 struct OffsetIndexEntry {
@@ -95,6 +99,11 @@ class Segment {
   TimestampMs first_timestamp_ms() const { return first_timestamp_ms_.load(std::memory_order_acquire); }
   TimestampMs created_ms() const { return created_ms_; }
   bool empty() const { return readable_bytes() <= header_bytes(); }
+  // Produced by a segment rewrite: offsets may have gaps, also at the end (see format.h).
+  bool rewritten() const { return rewritten_; }
+  // Called when a rewrite replaces or removes this segment: it never writes its index files
+  // again (the paths now belong to the replacement). Readers holding it keep reading its log.
+  void retire();
   const File& log_file() const { return *log_file_; }
   const std::filesystem::path& directory() const { return directory_; }
   static std::uint64_t header_bytes();
@@ -162,6 +171,8 @@ class Segment {
   std::unique_ptr<File> time_index_file_;
   bool index_files_healthy_ = false;  // false after an index write failed: rebuilt on next open
   TimestampMs created_ms_;
+  bool rewritten_ = false;
+  std::atomic<bool> retired_{false};  // set under lazy_load_mutex_
 
   std::atomic<std::uint64_t> size_bytes_;
   std::atomic<Offset> next_offset_;

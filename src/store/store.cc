@@ -253,6 +253,8 @@ Status StoreImpl::run_maintenance() {
       Status status = partition->maintain();
       if (!status.is_ok() && first_error.is_ok()) first_error = status;
     }
+    Status rewrites = maintain_rewrites(*stream);  // compaction and erase removal (store_rewrite.cc)
+    if (!rewrites.is_ok() && first_error.is_ok()) first_error = rewrites;
   }
   return first_error;
 }

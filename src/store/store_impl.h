@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "log/partition_log.h"
+#include "store/compaction.h"
 #include "msgstore/file_system.h"
 #include "msgstore/store.h"
 #include "store/dedup_table.h"
@@ -62,6 +63,12 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<VerifyReport> verify(std::string_view stream) const;
   Status run_maintenance();
 
+  // Compaction and erase (store_rewrite.cc).
+  Result<CompactionReport> compact(std::string_view stream);
+  Result<EraseReport> erase(const EraseRequest& request);
+  Result<EraseProgress> finish_erasures(std::string_view stream, const std::function<void(const EraseProgress&)>& on_progress);
+  Result<EraseProgress> erase_progress(std::string_view stream) const;
+
   const std::filesystem::path& directory() const { return directory_; }
 
   // For subscriptions.
@@ -85,6 +92,10 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   // only the segments the time index places inside it.
   Status rebuild_dedup(const StreamState& state);
   void maintenance_loop();
+  // The background share of compaction and erase removal for one stream (bounded per pass).
+  Status maintain_rewrites(const StreamState& stream);
+  Result<std::shared_ptr<const StreamState>> find_stream(std::string_view name) const;
+  Result<Offset> append_erase_audit(const EraseRequest& request, std::uint64_t matched, TimestampMs now);
   void install_table(std::shared_ptr<const StreamTable> table);
 
   const std::filesystem::path directory_;
@@ -115,6 +126,10 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   std::uint64_t next_listener_id_ = 1;
   std::atomic<std::size_t> listener_count_{0};
   std::shared_mutex listener_call_mutex_;
+
+  std::mutex erase_mutex_;       // one erase at a time
+  std::mutex compaction_mutex_;  // one compaction at a time; guards compaction_states_
+  std::map<std::string, store::CompactionState> compaction_states_;  // by partition directory
 
   std::mutex maintenance_mutex_;
   std::condition_variable maintenance_wake_;

@@ -45,6 +45,22 @@ Status parse_fsync_policy(std::string_view text, FsyncPolicy& policy, std::uint3
                                                  std::to_string(limits::fsync_interval_ms_max) + ">");
 }
 
+std::string cleanup_policy_to_string(CleanupPolicy policy) {
+  return policy == CleanupPolicy::compact ? "compact" : "delete";
+}
+
+Status parse_cleanup_policy(std::string_view text, CleanupPolicy& policy) {
+  if (text == "delete") {
+    policy = CleanupPolicy::delete_segments;
+    return Status::ok();
+  }
+  if (text == "compact") {
+    policy = CleanupPolicy::compact;
+    return Status::ok();
+  }
+  return Status(ErrorCode::invalid_argument, "cleanup policy '" + std::string(text) + "' is not one of: delete, compact");
+}
+
 Status validate_stream_name(std::string_view name) {
   if (name.empty() || name.size() > limits::stream_name_bytes_max) {
     return Status(ErrorCode::invalid_name, "stream name must be 1 to " + std::to_string(limits::stream_name_bytes_max) +
@@ -89,6 +105,7 @@ Status validate_stream_config(const StreamConfig& config) {
   if (config.dedup_window_ms < 0 || config.dedup_window_ms > limits::dedup_window_ms_max) {
     return Status(ErrorCode::invalid_argument, "dedup_window_ms must be 0 (off) to " + std::to_string(limits::dedup_window_ms_max));
   }
+  if (config.tombstone_retention_ms < 0) return Status(ErrorCode::invalid_argument, "tombstone_retention_ms must not be negative");
   return Status::ok();
 }
 
@@ -112,6 +129,8 @@ io::MetadataFields encode_stream_config(const StreamConfig& config) {
   fields["segment_bytes"] = std::to_string(config.segment_bytes);
   fields["segment_age_ms"] = std::to_string(config.segment_age_ms);
   fields["dedup_window_ms"] = std::to_string(config.dedup_window_ms);
+  fields["cleanup"] = cleanup_policy_to_string(config.cleanup);
+  fields["tombstone_retention_ms"] = std::to_string(config.tombstone_retention_ms);
   return fields;
 }
 
@@ -157,6 +176,16 @@ Result<StreamConfig> decode_stream_config(const io::MetadataFields& fields) {
   }
   Status policy = parse_fsync_policy(fsync->second, config.fsync, config.fsync_interval_ms);
   if (!policy.is_ok()) return Status(ErrorCode::corruption, "stream metadata: " + policy.message());
+  // Optional fields (absent in files written before compaction existed: the defaults).
+  if (auto cleanup = fields.find("cleanup"); cleanup != fields.end()) {
+    Status parsed = parse_cleanup_policy(cleanup->second, config.cleanup);
+    if (!parsed.is_ok()) return Status(ErrorCode::corruption, "stream metadata: " + parsed.message());
+  }
+  if (fields.count("tombstone_retention_ms")) {
+    auto tombstone_retention = io::metadata_i64(fields, "tombstone_retention_ms");
+    if (!tombstone_retention) return tombstone_retention.status();
+    config.tombstone_retention_ms = *tombstone_retention;
+  }
   Status valid = validate_stream_config(config);
   if (!valid.is_ok()) return Status(ErrorCode::corruption, "stream metadata: " + valid.message());
   return config;

@@ -97,7 +97,8 @@ TEST_F(CliTest, StreamLifecycle) {
   EXPECT_EQ(created.out,
             R"({"name":"orders","subjects":["orders.*","orders.>"],"partitions":2,"max_age_ms":604800000,)"
             R"("max_bytes":1073741824,"max_messages":1000,"fsync":"interval:100","max_message_bytes":65536,)"
-            R"("segment_bytes":1048576,"segment_age_ms":604800000,"dedup_window_ms":120000})"
+            R"("segment_bytes":1048576,"segment_age_ms":604800000,"dedup_window_ms":120000,"cleanup":"delete",)"
+            R"("tombstone_retention_ms":86400000})"
             "\n");
   ok({"stream", "create", "audit", "--subjects", "audit.>", "--max-age", "3600s"});
 
@@ -453,6 +454,62 @@ TEST_F(CliTest, DemoRunsAndMatches) {
   demo = ok({"demo"});  // again, on the existing stream
   EXPECT_NE(demo.out.find("stream 'demo' exists"), std::string::npos) << demo.out;
   EXPECT_NE(demo.out.find("demo OK"), std::string::npos) << demo.out;
+  ok({"verify"});
+}
+
+TEST_F(CliTest, EraseHidesAtOnceRemovesBytesAndAudits) {
+  ok({"stream", "create", "people", "--subjects", "people.>", "--segment-bytes", "4KiB"});
+  std::string lines;
+  for (int i = 0; i < 60; ++i) lines += "record-" + std::to_string(i) + (i % 3 == 0 ? "-SECRET-alice" : "-public") + "\n";
+  ok({"publish", "-q", "--key", "alice", "people.update"}, lines);
+  ok({"publish", "-q", "--key", "bob", "people.update", "bob-keeps-this"});
+  // Usage errors: no criterion, two criteria, no actor, a malformed header.
+  fails({"erase", "--stream", "people", "--actor", "dpo"}, 2, "invalid_argument");
+  fails({"erase", "--stream", "people", "--key", "alice", "--header", "a=b", "--actor", "dpo"}, 2, "invalid_argument");
+  fails({"erase", "--stream", "people", "--header", "novalue", "--actor", "dpo"}, 2, "invalid_argument");
+  ProcessResult background = ok({"erase", "--stream", "people", "--key", "alice", "--actor", "dpo", "--background"});
+  ASSERT_EQ(background.out_lines().size(), 1u) << background.out;
+  EXPECT_EQ(json_number(background.out, "matched_messages"), 60u);
+  // Unreadable at once, also for dump --records, while the bytes are still there.
+  ProcessResult read = ok({"read", "people"});
+  EXPECT_EQ(read.out.find("alice"), std::string::npos) << read.out;
+  EXPECT_NE(read.out.find("bob-keeps-this"), std::string::npos);
+  const fs::path first_segment = segment_files("people", 0, ".log").front();
+  ProcessResult dumped = ok({"dump", "--records", first_segment.string()});
+  EXPECT_EQ(dumped.out.find("SECRET"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find(": erased"), std::string::npos) << dumped.out;
+  // Erasing again on demand finishes the removal and reports it.
+  ProcessResult now = ok({"erase", "--stream", "people", "--key", "alice", "--actor", "dpo"});
+  EXPECT_EQ(json_text(now.out_lines().back(), "event"), "done") << now.out;
+  EXPECT_EQ(json_number(now.out_lines().back(), "offsets_pending"), 0u) << now.out;
+  for (const auto& entry : fs::recursive_directory_iterator(data_)) {
+    if (!entry.is_regular_file()) continue;
+    EXPECT_EQ(testing::read_file(entry.path()).find("SECRET-alice"), std::string::npos) << entry.path();
+  }
+  ProcessResult audit = ok({"read", "_audit"});
+  ASSERT_EQ(audit.out_lines().size(), 2u) << audit.out;
+  EXPECT_NE(audit.out.find("dpo"), std::string::npos);
+  ok({"verify"});
+}
+
+TEST_F(CliTest, CompactKeepsTheLatestPerKey) {
+  ok({"stream", "create", "kv", "--subjects", "kv.>", "--cleanup", "compact", "--tombstone-retention", "1h",
+      "--segment-bytes", "4KiB"});
+  std::string values;
+  for (int i = 0; i < 40; ++i) values += "value-" + std::to_string(i) + "\n";
+  ok({"publish", "-q", "--key", "a", "kv.set"}, values);
+  ok({"publish", "-q", "--key", "b", "kv.set", "only-b"});
+  fails({"compact", "--stream", "nope"}, 1, "stream_not_found");
+  ProcessResult compacted = ok({"compact", "--stream", "kv"});
+  EXPECT_EQ(json_number(compacted.out, "messages_removed"), 39u) << compacted.out;
+  ProcessResult read = ok({"read", "kv"});
+  ASSERT_EQ(read.out_lines().size(), 2u) << read.out;
+  EXPECT_NE(read.out.find("value-39"), std::string::npos);
+  EXPECT_NE(read.out.find("only-b"), std::string::npos);
+  EXPECT_EQ(json_number(read.out_lines()[0], "offset"), 39u);  // offsets kept
+  ok({"stream", "create", "plain", "--subjects", "plain.>"});
+  fails({"compact", "--stream", "plain"}, 1, "invalid_argument");
+  fails({"stream", "create", "bad", "--subjects", "bad.>", "--cleanup", "sometimes"}, 2, "invalid_argument");
   ok({"verify"});
 }
 
