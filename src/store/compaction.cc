@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "log/message_policy.h"
+
 namespace msgstore::store {
 namespace {
 
@@ -62,6 +64,9 @@ Status compact_partition(log::PartitionLog& log, const StreamConfig& config, Tim
   TimestampMs next_expiry = std::numeric_limits<TimestampMs>::max();
   const TimestampMs expired_before = now - config.tombstone_retention_ms;
   auto keep = [&](const MessageView& message) {
+    // Expired by their time to live (Msgstore-TTL-Ms): already hidden from every reader, and
+    // gone for good once their segment is rewritten, whatever their key.
+    if (log::is_expired(message, now)) return false;
     if (!message.key) return true;  // nothing to compact by: kept (docs/ARCHITECTURE.md)
     auto found = latest.find(std::string(*message.key));
     if (found != latest.end() && found->second != message.offset) return false;  // superseded

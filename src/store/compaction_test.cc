@@ -2,6 +2,8 @@
 // through every read path, then gone from every byte of the data directory.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -177,6 +179,33 @@ TEST(Compaction, KeepsExactlyTheLatestPerKeyAndDropsExpiredTombstonesOverManySee
     ASSERT_TRUE(again.is_ok());
     EXPECT_EQ(again->messages_removed, 0u);
   }
+}
+
+TEST(Compaction, AlsoDropsMessagesWhoseTimeToLiveHasPassed) {
+  auto disk = std::make_shared<FaultFileSystem>();
+  auto store = open_on(disk, "/data");
+  StreamConfig config = small_stream("ttl");
+  config.cleanup = CleanupPolicy::compact;
+  ASSERT_TRUE(store->create_stream(config).is_ok());
+  auto publish = [&](std::string_view key, std::string_view payload, std::optional<std::int64_t> ttl_ms) {
+    OutgoingMessage message;
+    message.subject = "ttl.a";
+    message.key = key;
+    message.payload = payload;
+    message.ttl_ms = ttl_ms;
+    ASSERT_TRUE(store->publish(message).is_ok());
+  };
+  publish("short-lived", "gone soon", 1);
+  publish("kept", "first value", std::nullopt);
+  publish("kept", "second value", std::nullopt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto report = store->compact("ttl");
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  // The expired message and the superseded first value.
+  EXPECT_EQ(report->messages_removed, 2u);
+  auto remaining = read_stream(*store, "ttl");
+  ASSERT_EQ(remaining.size(), 1u);
+  EXPECT_EQ(remaining.begin()->second.payload, "second value");
 }
 
 TEST(Compaction, RefusedForDeleteStreamsAndConfigRoundTrips) {
