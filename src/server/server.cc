@@ -249,17 +249,23 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
 
   boost::system::error_code ignored;
   stream.socket().set_option(tcp::no_delay(true), ignored);
+  // Half-open connections (the peer vanished without a FIN) are found by the read timeouts;
+  // TCP keepalive also lets the kernel drop them during a long-lived takeover (SSE, WebSocket).
+  stream.socket().set_option(asio::socket_base::keep_alive(true), ignored);
   beast::flat_buffer buffer;
   const auto write_and_close = [&](http::response<http::string_body> response) -> asio::awaitable<void> {
     stream.expires_after(std::chrono::milliseconds(config_.write_timeout_ms));
     (void)co_await http::async_write(stream, response, use_tuple);
   };
 
+  bool first_request = true;
   while (!shutting_down_.load()) {
-    // Idle: wait for the first byte of the next request (keep-alive timeout).
+    // Idle: wait for the first byte of the next request. A new connection gets only the
+    // header timeout for its first request (a connection that never speaks is a flood or a
+    // slowloris, not a keep-alive client); later requests get the keep-alive idle timeout.
     if (buffer.size() == 0) {
       handle->idle = true;
-      stream.expires_after(std::chrono::milliseconds(config_.idle_timeout_ms));
+      stream.expires_after(std::chrono::milliseconds(first_request ? config_.header_read_timeout_ms : config_.idle_timeout_ms));
       auto [error, bytes] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
       handle->idle = false;
       if (error) break;  // closed by the client, idle timeout, or shutdown
@@ -349,6 +355,7 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
         break;
       }
     }
+    first_request = false;
     HttpRequest request = parser.release();
     metrics_.request_bytes(request.body().size());
     stream.expires_never();  // handlers (long polls) bound their own time
