@@ -295,6 +295,14 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
                                                                                      " bytes (request_header_bytes_max)")));
         break;
       }
+      if (error == http::error::body_limit) {  // Content-Length above the limit, seen with the headers
+        metrics_.rejected(RejectReason::body_too_large);
+        co_await write_and_close(session_error(http::status::payload_too_large,
+                                               Status(ErrorCode::limit_exceeded, "request body exceeds " +
+                                                                                     std::to_string(config_.request_body_bytes_max) +
+                                                                                     " bytes (request_body_bytes_max)")));
+        break;
+      }
       if (error == http::error::end_of_stream || error == asio::error::eof || error == asio::error::connection_reset ||
           error == asio::error::operation_aborted) {
         break;
@@ -307,16 +315,6 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
       }
     }
     const auto& header = parser.get();
-    if (const auto length = parser.content_length(); length && *length > config_.request_body_bytes_max) {
-      metrics_.rejected(RejectReason::body_too_large);
-      co_await write_and_close(session_error(http::status::payload_too_large,
-                                             Status(ErrorCode::limit_exceeded, "request body of " + std::to_string(*length) +
-                                                                                   " bytes exceeds " +
-                                                                                   std::to_string(config_.request_body_bytes_max) +
-                                                                                   " bytes (request_body_bytes_max)"),
-                                             header.version()));
-      break;
-    }
     // curl sends "Expect: 100-continue" for larger bodies and waits for this before sending.
     if (beast::iequals(header[http::field::expect], "100-continue")) {
       http::response<http::empty_body> proceed{http::status::continue_, header.version()};
