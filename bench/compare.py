@@ -197,7 +197,7 @@ class Systems:
             return None
         directory = self.fresh("msgstore")
         port = free_port()
-        server = Server("msgstore", [str(MSGSTORE), "serve", "--data", str(directory / "data"),
+        server = Server("msgstore", [str(MSGSTORE), "--data", str(directory / "data"), "serve",
                                      "--listen", f"127.0.0.1:{port}"], port, directory)
         return server
 

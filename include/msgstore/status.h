@@ -35,9 +35,13 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
+  not_found = 18,               // a network request for a path (resource) that does not exist
+  method_not_allowed = 19,      // a network request with a method the path does not support
+  unsupported_media_type = 20,  // a request body in a content type the endpoint does not accept
+  internal_error = 21,          // a bug: an unexpected exception or broken invariant in a front end
   // A conditional append (OutgoingMessage::expected_offset) found another last offset; the
   // Status carries the actual one in actual_offset(). Nothing was stored.
-  expected_offset_mismatch = 18,
+  expected_offset_mismatch = 25,
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".

@@ -74,6 +74,7 @@ int run(int argc, char** argv) {
   add_demo_command(app, global, commands);
   add_compact_command(app, global, commands);
   add_erase_command(app, global, commands);
+  add_serve_command(app, global, commands);
 
   try {
     app.parse(argc, argv);
