@@ -290,6 +290,28 @@ TEST(SegmentRewrite, ReaderDuringARewriteSeesOneConsistentSegment) {
   ASSERT_NO_FATAL_FAILURE(expect_exactly(*log, model, present));
 }
 
+TEST(SegmentRewrite, AnEmptiedSegmentDoesNotHoldUpAgeRetention) {
+  FaultFileSystem file_system;
+  LogOptions options = small_segments();
+  auto opened = PartitionLog::open(file_system, directory, "test/0", options, [] { return TimestampMs{2'000'000'000'000}; }, nullptr);
+  ASSERT_TRUE(opened.is_ok());
+  auto log = std::move(*opened);
+  std::mt19937_64 random(6);
+  std::vector<Record> model;
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_TRUE(append(*log, {make_record(random, static_cast<std::uint64_t>(i), 5'000'000'000'000, 100)}, &model).is_ok());
+  }
+  const auto summaries = log->segment_summaries();
+  ASSERT_GT(summaries.size(), 2u);
+  ASSERT_TRUE(log->rewrite_segment(summaries[0].base_offset, [](const MessageView&) { return false; }).is_ok());
+  // Every message is in the far future, so only the emptied segment is due.
+  options.max_age_ms = 1000;
+  log->set_options(options);
+  ASSERT_TRUE(log->maintain().is_ok());
+  EXPECT_EQ(log->log_start_offset(), summaries[1].base_offset);
+  EXPECT_EQ(log->segment_summaries().size(), summaries.size() - 1);
+}
+
 TEST(EraseList, RoundTripsAndRejectsDamage) {
   const std::vector<Offset> offsets = {0, 1, 7, 1ull << 40};
   const std::string bytes = encode_erase_list(offsets);
