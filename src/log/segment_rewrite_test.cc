@@ -303,6 +303,8 @@ TEST(SegmentRewrite, AnEmptiedSegmentDoesNotHoldUpAgeRetention) {
   }
   const auto summaries = log->segment_summaries();
   ASSERT_GT(summaries.size(), 2u);
+  std::vector<std::pair<SegmentChange, Offset>> notified;
+  log->set_segment_listener([&](SegmentChange change, Offset base) { notified.emplace_back(change, base); });
   ASSERT_TRUE(log->rewrite_segment(summaries[0].base_offset, [](const MessageView&) { return false; }).is_ok());
   // Every message is in the far future, so only the emptied segment is due.
   options.max_age_ms = 1000;
@@ -310,6 +312,10 @@ TEST(SegmentRewrite, AnEmptiedSegmentDoesNotHoldUpAgeRetention) {
   ASSERT_TRUE(log->maintain().is_ok());
   EXPECT_EQ(log->log_start_offset(), summaries[1].base_offset);
   EXPECT_EQ(log->segment_summaries().size(), summaries.size() - 1);
+  // The listener heard both: replaced by the rewrite, then removed by retention.
+  const std::vector<std::pair<SegmentChange, Offset>> expected = {{SegmentChange::replaced, summaries[0].base_offset},
+                                                                  {SegmentChange::removed, summaries[0].base_offset}};
+  EXPECT_EQ(notified, expected);
 }
 
 TEST(EraseList, RoundTripsAndRejectsDamage) {
