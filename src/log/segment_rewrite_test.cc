@@ -318,6 +318,30 @@ TEST(SegmentRewrite, AnEmptiedSegmentDoesNotHoldUpAgeRetention) {
   EXPECT_EQ(notified, expected);
 }
 
+TEST(SegmentRewrite, EraseEntriesBelowTheLogStartAreRetiredEvenAfterAFailure) {
+  FaultFileSystem file_system;
+  auto log = open_log(file_system);
+  const std::vector<Record> model = fill_log(*log, 150, 7);
+  const auto summaries = log->segment_summaries();
+  ASSERT_GT(summaries.size(), 3u);
+  ASSERT_TRUE(log->add_erased_offsets({1, summaries[2].base_offset + 1}).is_ok());
+  // Retention deletes the first segment; the erase-list update after it fails (its rename is
+  // the second one of the pass, after the checkpoint's), as a crash there would leave it.
+  LogOptions options = small_segments();
+  options.max_messages = model.size() - summaries[1].base_offset;
+  log->set_options(options);
+  file_system.fail_after(FaultFileSystem::Operation::rename, 2);
+  EXPECT_FALSE(log->maintain().is_ok());
+  file_system.clear_faults();
+  EXPECT_EQ(log->log_start_offset(), summaries[1].base_offset);
+  EXPECT_EQ(log->erased_offsets()->size(), 2u) << "the failed update should have kept the old list";
+  log.reset();
+  file_system.simulate_power_loss(3, PowerLossMode::drop_all_unsynced);
+  log = open_log(file_system);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(*log->erased_offsets(), std::vector<Offset>{summaries[2].base_offset + 1});
+}
+
 TEST(EraseList, RoundTripsAndRejectsDamage) {
   const std::vector<Offset> offsets = {0, 1, 7, 1ull << 40};
   const std::string bytes = encode_erase_list(offsets);
