@@ -79,7 +79,7 @@ struct PartitionInfo {
   Offset first_offset = 0;    // log start: the oldest offset still stored
   Offset next_offset = 0;     // one past the newest readable message (the high watermark)
   std::uint64_t bytes = 0;    // bytes of segment files
-  std::uint64_t messages = 0; // next_offset - first_offset (compaction may leave gaps later)
+  std::uint64_t messages = 0; // next_offset - first_offset (an upper bound: compaction and erase leave gaps)
   std::uint32_t segments = 0;
   TimestampMs first_timestamp_ms = 0;  // 0 when empty
   TimestampMs last_timestamp_ms = 0;

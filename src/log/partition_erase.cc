@@ -22,9 +22,16 @@ Status PartitionLog::load_erase_list() {
   auto offsets = decode_erase_list(*bytes);
   // Never serve erased data because its list is unreadable: refuse to open instead.
   if (!offsets) return Status(offsets.status().code(), path.string() + ": " + offsets.status().message());
-  std::lock_guard lock(erased_mutex_);
-  erased_ = std::make_shared<const std::vector<Offset>>(std::move(*offsets));
-  return Status::ok();
+  {
+    std::lock_guard lock(erased_mutex_);
+    erased_ = std::make_shared<const std::vector<Offset>>(std::move(*offsets));
+  }
+  // Entries below the log start hide nothing any more (a crash came between retention's
+  // deletion and their retirement): retire them now; on a full disk they simply stay.
+  auto current = erased_offsets();
+  std::vector<Offset> below_start(current->begin(), std::lower_bound(current->begin(), current->end(), log_start_offset()));
+  Status retired = retire_erased_offsets(below_start);
+  return retired.code() == ErrorCode::no_space ? Status::ok() : retired;
 }
 
 Status PartitionLog::write_erase_list(std::shared_ptr<const std::vector<Offset>> offsets) {

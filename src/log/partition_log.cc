@@ -791,7 +791,8 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       if (following == segments_.end()) break;  // the active segment is never deleted here
       if (following->first > high_watermark) break;  // never delete what readers cannot see yet
       const Segment& segment = *it->second;
-      const bool expired = options.max_age_ms > 0 && !segment.empty() && segment.max_timestamp_ms() < now - options.max_age_ms;
+      // A sealed segment without records (a rewrite dropped them all) holds nothing to keep.
+      const bool expired = options.max_age_ms > 0 && (segment.empty() || segment.max_timestamp_ms() < now - options.max_age_ms);
       // Size and count limits keep at least the limit: a segment goes only if what remains
       // after it still meets the limit. What remains is counted from the next segment's base,
       // not from a running total: a segment can lie below the log start (an earlier pass

@@ -229,6 +229,16 @@ Result<RewriteResult> PartitionLog::rewrite_segment(Offset base_offset, const Re
     source = found->second;
     next_base = std::next(found)->first;
   }
+  {
+    // Recovery scans the checkpoint's segment as a tail and expects its checkpointed bytes: a
+    // segment is rewritten only once the checkpoint has moved past it (a roll whose checkpoint
+    // write met a full disk leaves it behind until maintenance moves it).
+    std::lock_guard lock(meta_mutex_);
+    if (base_offset >= checkpoint_segment_) {
+      return Status(ErrorCode::no_space, label_ + ": segment " + std::to_string(base_offset) +
+                                             " is not behind the checkpoint yet (it could not be written); retry later");
+    }
+  }
   if (!source->damaged_ranges().empty()) {
     return Status(ErrorCode::corruption, label_ + ": segment " + std::to_string(base_offset) + " holds damaged data; not rewritten");
   }

@@ -290,6 +290,58 @@ TEST(SegmentRewrite, ReaderDuringARewriteSeesOneConsistentSegment) {
   ASSERT_NO_FATAL_FAILURE(expect_exactly(*log, model, present));
 }
 
+TEST(SegmentRewrite, AnEmptiedSegmentDoesNotHoldUpAgeRetention) {
+  FaultFileSystem file_system;
+  LogOptions options = small_segments();
+  auto opened = PartitionLog::open(file_system, directory, "test/0", options, [] { return TimestampMs{2'000'000'000'000}; }, nullptr);
+  ASSERT_TRUE(opened.is_ok());
+  auto log = std::move(*opened);
+  std::mt19937_64 random(6);
+  std::vector<Record> model;
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_TRUE(append(*log, {make_record(random, static_cast<std::uint64_t>(i), 5'000'000'000'000, 100)}, &model).is_ok());
+  }
+  const auto summaries = log->segment_summaries();
+  ASSERT_GT(summaries.size(), 2u);
+  std::vector<std::pair<SegmentChange, Offset>> notified;
+  log->set_segment_listener([&](SegmentChange change, Offset base) { notified.emplace_back(change, base); });
+  ASSERT_TRUE(log->rewrite_segment(summaries[0].base_offset, [](const MessageView&) { return false; }).is_ok());
+  // Every message is in the far future, so only the emptied segment is due.
+  options.max_age_ms = 1000;
+  log->set_options(options);
+  ASSERT_TRUE(log->maintain().is_ok());
+  EXPECT_EQ(log->log_start_offset(), summaries[1].base_offset);
+  EXPECT_EQ(log->segment_summaries().size(), summaries.size() - 1);
+  // The listener heard both: replaced by the rewrite, then removed by retention.
+  const std::vector<std::pair<SegmentChange, Offset>> expected = {{SegmentChange::replaced, summaries[0].base_offset},
+                                                                  {SegmentChange::removed, summaries[0].base_offset}};
+  EXPECT_EQ(notified, expected);
+}
+
+TEST(SegmentRewrite, EraseEntriesBelowTheLogStartAreRetiredEvenAfterAFailure) {
+  FaultFileSystem file_system;
+  auto log = open_log(file_system);
+  const std::vector<Record> model = fill_log(*log, 150, 7);
+  const auto summaries = log->segment_summaries();
+  ASSERT_GT(summaries.size(), 3u);
+  ASSERT_TRUE(log->add_erased_offsets({1, summaries[2].base_offset + 1}).is_ok());
+  // Retention deletes the first segment; the erase-list update after it fails (its rename is
+  // the second one of the pass, after the checkpoint's), as a crash there would leave it.
+  LogOptions options = small_segments();
+  options.max_messages = model.size() - summaries[1].base_offset;
+  log->set_options(options);
+  file_system.fail_after(FaultFileSystem::Operation::rename, 2);
+  EXPECT_FALSE(log->maintain().is_ok());
+  file_system.clear_faults();
+  EXPECT_EQ(log->log_start_offset(), summaries[1].base_offset);
+  EXPECT_EQ(log->erased_offsets()->size(), 2u) << "the failed update should have kept the old list";
+  log.reset();
+  file_system.simulate_power_loss(3, PowerLossMode::drop_all_unsynced);
+  log = open_log(file_system);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(*log->erased_offsets(), std::vector<Offset>{summaries[2].base_offset + 1});
+}
+
 TEST(EraseList, RoundTripsAndRejectsDamage) {
   const std::vector<Offset> offsets = {0, 1, 7, 1ull << 40};
   const std::string bytes = encode_erase_list(offsets);

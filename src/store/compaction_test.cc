@@ -2,7 +2,6 @@
 // through every read path, then gone from every byte of the data directory.
 #include <gtest/gtest.h>
 
-#include <thread>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +10,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "io/fault_file_system.h"
 #include "log/partition_log.h"
@@ -206,6 +206,75 @@ TEST(Compaction, AlsoDropsMessagesWhoseTimeToLiveHasPassed) {
   auto remaining = read_stream(*store, "ttl");
   ASSERT_EQ(remaining.size(), 1u);
   EXPECT_EQ(remaining.begin()->second.payload, "second value");
+}
+
+TEST(Compaction, ReadersDuringCompactionAndEraseSeeConsistentAnswers) {
+  auto disk = std::make_shared<FaultFileSystem>();
+  auto store = open_on(disk, "/data");
+  StreamConfig config = small_stream("kv");
+  config.cleanup = CleanupPolicy::compact;
+  ASSERT_TRUE(store->create_stream(config).is_ok());
+  std::map<Offset, std::string> published;
+  std::map<std::string, Offset> latest;
+  for (int i = 0; i < 600; ++i) {
+    const std::string key = "key-" + std::to_string(i % 10);
+    const std::string payload = "value-" + std::to_string(i) + "-" + key + std::string(static_cast<std::size_t>(i % 30), 'x');
+    OutgoingMessage message;
+    message.subject = "kv.set";
+    message.key = key;
+    message.payload = payload;
+    auto positions = store->publish(message);
+    ASSERT_TRUE(positions.is_ok());
+    published[positions->front().offset] = payload;
+    latest[key] = positions->front().offset;
+  }
+  // Readers scan the whole partition over and over while compaction and an erase rewrite it:
+  // every answer holds only published messages at their offsets, in order, once each, and
+  // always the latest value of every key that was not erased.
+  std::atomic<bool> stop{false};
+  std::atomic<int> scans{0};
+  std::atomic<bool> erase_returned{false};
+  std::vector<std::thread> readers;
+  for (int reader = 0; reader < 2; ++reader) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        const bool erased_before = erase_returned.load();
+        Offset previous = 0;
+        bool first = true;
+        std::set<Offset> seen;
+        auto scanned = store->scan("kv", 0, 0, 1'000'000, [&](const MessageView& message) {
+          EXPECT_TRUE(first || message.offset > previous) << "out of order";
+          first = false;
+          previous = message.offset;
+          seen.insert(message.offset);
+          auto found = published.find(message.offset);
+          EXPECT_TRUE(found != published.end() && found->second == message.payload) << "offset " << message.offset;
+          if (erased_before) {
+            EXPECT_NE(message.key, std::optional<std::string_view>("key-3"));
+          }
+          return ScanControl::proceed;
+        });
+        EXPECT_TRUE(scanned.is_ok()) << scanned.status().to_string();
+        for (const auto& [key, offset] : latest) {
+          if (key != "key-3") {
+            EXPECT_TRUE(seen.count(offset)) << "a scan missed the latest value of " << key;
+          }
+        }
+        ++scans;
+      }
+    });
+  }
+  while (scans.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto compacted = store->compact("kv");
+  ASSERT_TRUE(compacted.is_ok()) << compacted.status().to_string();
+  const int scans_during_compaction = scans.load();
+  auto erased = store->erase(EraseRequest{.stream = "kv", .criteria = {.key = "key-3"}, .actor = "test", .remove_now = true});
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  erase_returned = true;
+  while (scans.load() < scans_during_compaction + 20) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  for (std::thread& reader : readers) reader.join();
+  EXPECT_EQ(read_stream(*store, "kv").size(), latest.size() - 1);
 }
 
 TEST(Compaction, RefusedForDeleteStreamsAndConfigRoundTrips) {
