@@ -471,8 +471,10 @@ TEST(Dedup, TheWindowSurvivesRestartAndOnlyIdsInsideItAreRemembered) {
     config.segment_bytes = limits::segment_bytes_min;  // many segments: the rebuild uses the time index
     ASSERT_TRUE(store->create_stream(config).is_ok());
     // Stored long ago (explicit timestamps): outside the 2-minute window after a restart.
+    const std::string old_payload(200, 'o');
     for (int i = 0; i < 100; ++i) {
-      OutgoingMessage old = with_id("orders.a", std::string(200, 'o'), "old-" + std::to_string(i));
+      const std::string id = "old-" + std::to_string(i);
+      OutgoingMessage old = with_id("orders.a", old_payload, id);
       old.timestamp_ms = now - 3'600'000;
       ASSERT_TRUE(store->publish(old).is_ok());
     }
