@@ -35,9 +35,12 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
+  // 18 to 21 are the server branch's (not_found, method_not_allowed, unsupported_media_type,
+  // internal_error), 22 to 24 the consumers branch's (consumer_not_found, consumer_exists,
+  // stale_delivery).
   // A conditional append (OutgoingMessage::expected_offset) found another last offset; the
   // Status carries the actual one in actual_offset(). Nothing was stored.
-  expected_offset_mismatch = 18,
+  expected_offset_mismatch = 25,
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".

@@ -100,6 +100,7 @@ TEST(ConditionalAppend, ExpectedLastOffsetOfThePartition) {
   ASSERT_FALSE(wrong.is_ok());
   EXPECT_EQ(wrong.status().code(), ErrorCode::expected_offset_mismatch);
   EXPECT_STREQ(error_code_name(wrong.status().code()), "expected_offset_mismatch");
+  EXPECT_EQ(static_cast<int>(ErrorCode::expected_offset_mismatch), 25);  // a stable catalogue number
   ASSERT_TRUE(wrong.status().actual_offset().has_value());
   EXPECT_EQ(*wrong.status().actual_offset(), expected_offset_empty);
 
