@@ -2,7 +2,6 @@
 // through every read path, then gone from every byte of the data directory.
 #include <gtest/gtest.h>
 
-
 #include <algorithm>
 #include <chrono>
 #include <fstream>

@@ -100,6 +100,7 @@ TEST(ConditionalAppend, ExpectedLastOffsetOfThePartition) {
   ASSERT_FALSE(wrong.is_ok());
   EXPECT_EQ(wrong.status().code(), ErrorCode::expected_offset_mismatch);
   EXPECT_STREQ(error_code_name(wrong.status().code()), "expected_offset_mismatch");
+  EXPECT_EQ(static_cast<int>(ErrorCode::expected_offset_mismatch), 25);  // a stable catalogue number
   ASSERT_TRUE(wrong.status().actual_offset().has_value());
   EXPECT_EQ(*wrong.status().actual_offset(), expected_offset_empty);
 
@@ -471,8 +472,10 @@ TEST(Dedup, TheWindowSurvivesRestartAndOnlyIdsInsideItAreRemembered) {
     config.segment_bytes = limits::segment_bytes_min;  // many segments: the rebuild uses the time index
     ASSERT_TRUE(store->create_stream(config).is_ok());
     // Stored long ago (explicit timestamps): outside the 2-minute window after a restart.
+    const std::string old_payload(200, 'o');
     for (int i = 0; i < 100; ++i) {
-      OutgoingMessage old = with_id("orders.a", std::string(200, 'o'), "old-" + std::to_string(i));
+      const std::string id = "old-" + std::to_string(i);
+      OutgoingMessage old = with_id("orders.a", old_payload, id);
       old.timestamp_ms = now - 3'600'000;
       ASSERT_TRUE(store->publish(old).is_ok());
     }

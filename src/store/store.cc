@@ -141,6 +141,13 @@ Status StoreImpl::rebuild_dedup(const StreamState& state) {
     store::DedupOriginal original;
   };
   std::vector<Recovered> recovered;
+  // Oldest first, so the table expires them in order; the first copy of an id is the original.
+  auto by_time = [](const Recovered& left, const Recovered& right) { return left.stored_ms < right.stored_ms; };
+  // The table keeps at most dedup_entries_max ids, the newest: the rest need not be held.
+  auto keep_newest = [&] {
+    std::stable_sort(recovered.begin(), recovered.end(), by_time);
+    recovered.erase(recovered.begin(), recovered.end() - static_cast<std::ptrdiff_t>(limits::dedup_entries_max));
+  };
   const TimestampMs now = log::system_clock_ms();
   const TimestampMs since = now - state.config.dedup_window_ms;
   for (std::uint32_t partition = 0; partition < state.partitions.size(); ++partition) {
@@ -158,6 +165,7 @@ Status StoreImpl::rebuild_dedup(const StreamState& state) {
             if (message.timestamp_ms <= since || message.headers.empty()) return true;
             const std::optional<std::string_view> id = log::find_header(message.headers, message_id_header);
             if (id) recovered.push_back({message.timestamp_ms, std::string(*id), {partition, message.offset}});
+            if (recovered.size() >= 2 * limits::dedup_entries_max) keep_newest();  // bounded memory
             return true;
           },
           log::ScanExpired::include);
@@ -169,9 +177,7 @@ Status StoreImpl::rebuild_dedup(const StreamState& state) {
       next = *scanned;
     }
   }
-  // Oldest first, so the table expires them in order; the first copy of an id is the original.
-  std::stable_sort(recovered.begin(), recovered.end(),
-                   [](const Recovered& left, const Recovered& right) { return left.stored_ms < right.stored_ms; });
+  std::stable_sort(recovered.begin(), recovered.end(), by_time);
   for (const Recovered& entry : recovered) state.dedup->insert_recovered(entry.id, entry.original, entry.stored_ms);
   return Status::ok();
 }
