@@ -22,6 +22,9 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::limit_exceeded: return "limit_exceeded";
     case ErrorCode::partition_not_found: return "partition_not_found";
     case ErrorCode::timed_out: return "timed_out";
+    case ErrorCode::consumer_not_found: return "consumer_not_found";
+    case ErrorCode::consumer_exists: return "consumer_exists";
+    case ErrorCode::stale_delivery: return "stale_delivery";
   }
   return "unknown";
 }

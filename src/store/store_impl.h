@@ -31,6 +31,15 @@ struct StreamState {
 
 using StreamTable = std::map<std::string, std::shared_ptr<const StreamState>, std::less<>>;
 
+// A part of the store that a module above it builds (the consumer registry, src/consumer). The
+// store owns it so that it shares the data directory (and its lock), the file system and the
+// store's lifetime; close() closes it before the partition logs.
+class StoreComponent {
+ public:
+  virtual ~StoreComponent() = default;
+  virtual void close() = 0;
+};
+
 class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
  public:
   StoreImpl(std::filesystem::path directory, StoreOptions options);
@@ -59,6 +68,12 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Status run_maintenance();
 
   const std::filesystem::path& directory() const { return directory_; }
+  FileSystem& file_system() const { return *file_system_; }
+  // Where deleted things are renamed before removal; open() empties it.
+  std::filesystem::path trash_directory() const;
+
+  // The consumer registry: made by `make` on first use, the same one afterwards.
+  std::shared_ptr<StoreComponent> consumer_registry(const std::function<std::shared_ptr<StoreComponent>()>& make);
 
   // For subscriptions.
   std::shared_ptr<const StreamTable> streams() const;
@@ -108,6 +123,9 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   std::uint64_t next_listener_id_ = 1;
   std::atomic<std::size_t> listener_count_{0};
   std::shared_mutex listener_call_mutex_;
+
+  std::mutex component_mutex_;
+  std::shared_ptr<StoreComponent> consumer_registry_;  // guarded by component_mutex_
 
   std::mutex maintenance_mutex_;
   std::condition_variable maintenance_wake_;
