@@ -54,8 +54,6 @@ struct ConsumerConfig {
   std::vector<std::int64_t> backoff_ms;
   std::string dead_letter_stream;     // empty: messages past max_deliveries or term'd are dropped
   std::uint32_t max_ack_pending = 1000;  // deliveries out at once (new messages stop beyond it)
-
-  bool operator==(const ConsumerConfig&) const = default;
 };
 
 Status validate_consumer_config(const ConsumerConfig& config);

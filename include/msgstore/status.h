@@ -35,9 +35,10 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
-  consumer_not_found = 18,
-  consumer_exists = 19,
-  stale_delivery = 20,      // an ack/nak/term for a delivery that is settled, redelivered since, or never made
+  // 18 to 21 are taken by the server branch (not_found, method_not_allowed, unsupported_media_type, internal_error).
+  consumer_not_found = 22,
+  consumer_exists = 23,
+  stale_delivery = 24,      // an ack/nak/term for a delivery that is settled, redelivered since, or never made
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".

@@ -140,6 +140,18 @@ class Consumer {
     return due;
   }
 
+  // True if a redelivery became due in (after_ms, now].
+  bool became_due(std::int64_t after_ms, std::int64_t now) const {
+    for (const PartitionCursor& cursor : cursors) {
+      for (const auto& [offset, entry] : cursor.pending) {
+        if (!entry.out && !entry.dead_lettering && !exhausted(entry) && entry.deadline_ms > after_ms && entry.deadline_ms <= now) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
   std::size_t pending_count() const {
     std::size_t count = 0;
     for (const PartitionCursor& cursor : cursors) count += cursor.pending.size();
@@ -314,6 +326,12 @@ void ConsumerRegistry::close() {
     std::lock_guard lock(consumer->mutex);
     if (consumer->log && consumer->failure.is_ok()) (void)consumer->log->sync_all();
   }
+}
+
+void ConsumerRegistry::announce() {
+  // Through the store, so that other waiters on store data (the server's long polls) wake
+  // too; the registry's own listener then wakes its blocking fetchers.
+  store_.notify_data();
 }
 
 void ConsumerRegistry::wake_fetchers() {
@@ -609,7 +627,7 @@ Status ConsumerRegistry::remove(std::string_view stream, std::string_view name) 
   MSGSTORE_RETURN_IF_ERROR(file_system_.rename(consumer.directory, trash));
   consumer.removed = true;
   loaded->second.consumers.erase(loaded->second.consumers.find(name));
-  wake_fetchers();
+  announce();
   MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(consumer.directory.parent_path()));
   MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(store_.trash_directory()));
   return file_system_.remove_all(trash);
@@ -832,7 +850,7 @@ Result<std::vector<Status>> ConsumerRegistry::settle(std::string_view stream, st
     }
   }
   if (woke) {
-    wake_fetchers();
+    announce();
     poke_timer();
   }
   if (logged) MSGSTORE_RETURN_IF_ERROR(make_durable(consumer, *found->stream, end));
@@ -917,6 +935,7 @@ Status ConsumerRegistry::run_dead_letter(const std::shared_ptr<Consumer>& consum
 
 // ---- Timer ------------------------------------------------------------------------------------
 void ConsumerRegistry::timer_loop() {
+  std::int64_t last_pass_ms = now_ms();
   while (!closing_) {
     const std::int64_t now = now_ms();
     std::int64_t next_wake = now + timer_period_ms_max;
@@ -932,6 +951,7 @@ void ConsumerRegistry::timer_loop() {
         std::lock_guard lock(consumer->mutex);
         if (consumer->removed || !consumer->failure.is_ok()) continue;
         if (consumer->expire(now)) expired = true;
+        if (consumer->became_due(last_pass_ms, now)) expired = true;
         consumer->collect_dead_letters(now, jobs);
         next_wake = std::min(next_wake, consumer->next_due_ms(/*for_timer=*/true));
         if (consumer->log && consumer->log->size() > limits::consumer_state_log_compact_bytes) {
@@ -957,9 +977,11 @@ void ConsumerRegistry::timer_loop() {
       }
       for (const DeadLetterJob& job : jobs) (void)run_dead_letter(consumer, job);
     }
-    // Expired deliveries may be due for redelivery now (waiting fetchers only know the deadlines
-    // they saw when they started waiting).
-    if (expired) wake_fetchers();
+    // Expired deliveries, and naks and backoffs that ran out, may be delivered now. Blocking
+    // fetchers also wake at their consumer's next due time, but waiters elsewhere (the server's
+    // long polls) only learn of it here.
+    if (expired) announce();
+    last_pass_ms = now;
     std::unique_lock lock(timer_mutex_);
     const std::int64_t wait_ms = std::max<std::int64_t>(1, next_wake - now_ms());
     timer_wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return timer_poked_ || closing_.load(); });

@@ -11,7 +11,8 @@
 // Consumer has its own mutex for its cursors and is never locked while `mutex_` is wanted. File
 // syncs for acks run outside both (group commit in StateLog). One timer thread per registry
 // expires ack waits, dead-letters, compacts state logs and runs interval syncs. Fetchers block on
-// a wake generation that store data listeners, acks, naks and the timer move.
+// a wake generation moved by the store's data signal, which the registry also raises (naks,
+// removals, timer expiries) so that the server's long polls, which wait on store data, wake too.
 #pragma once
 
 #include <atomic>
@@ -76,7 +77,8 @@ class ConsumerRegistry final : public Consumers, public StoreComponent {
 
   void timer_loop();
   void poke_timer();
-  void wake_fetchers();
+  void wake_fetchers();  // the registry's own blocking fetchers
+  void announce();       // every waiter on store data, the registry's fetchers included
 
   StoreImpl& store_;
   FileSystem& file_system_;

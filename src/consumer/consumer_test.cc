@@ -276,6 +276,12 @@ TEST_F(ConsumerTest, UnackedMessagesAreRedeliveredAfterTheAckWait) {
   auto first = fetch(*store_, "orders", "billing", 10);
   ASSERT_EQ(first.size(), 1u);
   EXPECT_TRUE(fetch(*store_, "orders", "billing", 10).empty());  // out to the first fetcher
+  // Waiters on store data (the server's long polls) learn of the expiry too.
+  const std::uint64_t generation = store_->data_generation();
+  store_->wait_for_data(generation, milliseconds(3000));
+  EXPECT_NE(store_->data_generation(), generation);
+  EXPECT_GE(elapsed_ms(start), 195);
+  EXPECT_LT(elapsed_ms(start), 2500);
   auto second = fetch(*store_, "orders", "billing", 10, milliseconds(3000));
   ASSERT_EQ(second.size(), 1u);
   EXPECT_GE(elapsed_ms(start), 195);
@@ -318,6 +324,10 @@ TEST_F(ConsumerTest, NakWithDelayTermAndInProgress) {
   auto start = Clock::now();
   ASSERT_TRUE(consumers().nak("orders", "billing", batch[0].delivery.to_string(), milliseconds(150)).is_ok());
   EXPECT_TRUE(fetch(*store_, "orders", "billing", 1).empty());
+  // The end of the nak delay is announced to waiters on store data.
+  const std::uint64_t generation = store_->data_generation();
+  store_->wait_for_data(generation, milliseconds(3000));
+  EXPECT_GE(elapsed_ms(start), 140);
   auto again = fetch(*store_, "orders", "billing", 1, milliseconds(3000));
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].message.offset, 0u);
