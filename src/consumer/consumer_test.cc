@@ -510,22 +510,30 @@ TEST(ConsumerDurability, CompactionKeepsTheStateAcrossGenerations) {
 }
 
 // Forwards to the disk until the "process" dies; then every call fails, so the threads of the
-// dead store cannot touch the rebooted disk.
+// dead store cannot touch the rebooted disk. It can also die by itself right after the k-th
+// namespace-changing call (open for writing, rename, remove, directory create or sync), which
+// puts a crash between every two steps of creation, compaction and recovery.
 class DyingFileSystem final : public FileSystem {
  public:
   explicit DyingFileSystem(std::shared_ptr<FaultFileSystem> disk) : disk_(std::move(disk)) {}
   void kill() { dead_ = true; }
+  bool dead() const { return dead_; }
+  void die_after(std::uint64_t operations) { countdown_ = operations; }
+  std::uint64_t operations() const { return operations_; }
+
   Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
     if (dead_) return gone();
-    return disk_->open(path, mode);
+    auto file = disk_->open(path, mode);
+    if (mode != OpenMode::read_only) step();
+    return file;
   }
-  Status create_directories(const std::filesystem::path& path) override { return dead_ ? gone() : disk_->create_directories(path); }
-  Status sync_directory(const std::filesystem::path& path) override { return dead_ ? gone() : disk_->sync_directory(path); }
+  Status create_directories(const std::filesystem::path& path) override { return dead_ ? gone() : mutate(disk_->create_directories(path)); }
+  Status sync_directory(const std::filesystem::path& path) override { return dead_ ? gone() : mutate(disk_->sync_directory(path)); }
   Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
-    return dead_ ? gone() : disk_->rename(from, to);
+    return dead_ ? gone() : mutate(disk_->rename(from, to));
   }
-  Status remove(const std::filesystem::path& path) override { return dead_ ? gone() : disk_->remove(path); }
-  Status remove_all(const std::filesystem::path& path) override { return dead_ ? gone() : disk_->remove_all(path); }
+  Status remove(const std::filesystem::path& path) override { return dead_ ? gone() : mutate(disk_->remove(path)); }
+  Status remove_all(const std::filesystem::path& path) override { return dead_ ? gone() : mutate(disk_->remove_all(path)); }
   Result<std::vector<std::string>> list_directory(const std::filesystem::path& path) override {
     if (dead_) return gone();
     return disk_->list_directory(path);
@@ -539,8 +547,18 @@ class DyingFileSystem final : public FileSystem {
 
  private:
   static Status gone() { return Status(ErrorCode::io_error, "process is dead"); }
+  Status mutate(Status status) {
+    step();
+    return status;
+  }
+  void step() {
+    ++operations_;
+    if (countdown_ > 0 && --countdown_ == 0) dead_ = true;
+  }
   std::shared_ptr<FaultFileSystem> disk_;
   std::atomic<bool> dead_{false};
+  std::atomic<std::uint64_t> countdown_{0};
+  std::atomic<std::uint64_t> operations_{0};
 };
 
 // After a power loss no acked message is delivered again (fsync=always) and no message that
@@ -626,6 +644,172 @@ TEST(ConsumerDurability, PowerLossKeepsEveryAckAndLosesNoUnackedMessage) {
     if (HasFailure()) return;
   }
   EXPECT_GT(acked_checked, 100u);
+}
+
+// Drains a consumer: acks everything it delivers until nothing is pending or lagging.
+std::set<std::pair<std::uint32_t, Offset>> drain(Store& store, std::string_view stream, std::string_view name) {
+  std::set<std::pair<std::uint32_t, Offset>> delivered;
+  const auto start = Clock::now();
+  while (elapsed_ms(start) < 5000) {
+    auto batch = store.consumers().fetch(stream, name, {.max_messages = 100, .wait = milliseconds(100)});
+    if (!batch) {
+      ADD_FAILURE() << batch.status().to_string();
+      break;
+    }
+    if (batch->empty()) {
+      auto info = store.consumers().describe(stream, name);
+      if (!info || (info->pending == 0 && info->lag == 0)) break;
+      continue;
+    }
+    std::vector<std::string> tokens;
+    for (const ConsumedMessage& consumed : *batch) {
+      delivered.insert({consumed.partition, consumed.message.offset});
+      tokens.push_back(consumed.delivery.to_string());
+    }
+    auto results = store.consumers().settle(stream, name, AckKind::ack, tokens);
+    if (!results) ADD_FAILURE() << results.status().to_string();
+  }
+  return delivered;
+}
+
+// A crash between any two file-system steps of opening a store with a consumer (load, replay,
+// compaction into a new generation) and of the fetches and acks after it, then a power loss:
+// the consumer is intact, no message acked (ok returned) is delivered again, none is lost.
+TEST(ConsumerDurability, CrashAtEveryStepOfRecoveryAndCompaction) {
+  std::uint64_t steps = 0;
+  std::uint64_t crashes = 0;
+  for (std::uint64_t crash_at = 1; steps == 0 || crash_at <= steps + 1; ++crash_at) {
+    SCOPED_TRACE("crash after step " + std::to_string(crash_at));
+    auto disk = std::make_shared<FaultFileSystem>();
+    std::set<std::pair<std::uint32_t, Offset>> acked;
+    {
+      auto store = open_store("/data", disk);
+      ASSERT_TRUE(store->create_stream(stream_config("orders", {"orders.>"}, 2)).is_ok());
+      ASSERT_TRUE(store->consumers().create("orders", {.name = "billing", .ack_wait_ms = 30}).is_ok());
+      for (int i = 0; i < 12; ++i) publish(*store, "orders.created", "m" + std::to_string(i));
+      auto batch = fetch(*store, "orders", "billing", 8);
+      for (std::size_t i = 0; i < batch.size(); i += 2) {
+        ASSERT_TRUE(store->consumers().ack("orders", "billing", batch[i].delivery.to_string()).is_ok());
+        acked.insert({batch[i].partition, batch[i].message.offset});
+      }
+    }
+    auto process = std::make_shared<DyingFileSystem>(disk);
+    process->die_after(crash_at);
+    {
+      StoreOptions options;
+      options.file_system = process;
+      options.background_maintenance = false;
+      auto store = Store::open("/data", options);
+      if (store) {
+        // Loading the stream's consumers replays and compacts; then more fetches and acks.
+        for (int round = 0; round < 3 && !process->dead(); ++round) {
+          auto batch = (*store)->consumers().fetch("orders", "billing", {.max_messages = 3});
+          if (!batch) break;
+          for (const ConsumedMessage& consumed : *batch) {
+            if ((*store)->consumers().ack("orders", "billing", consumed.delivery.to_string()).is_ok()) {
+              acked.insert({consumed.partition, consumed.message.offset});
+            }
+          }
+        }
+      }
+      if (!process->dead()) steps = process->operations();
+      process->kill();
+      disk->simulate_power_loss(crash_at, PowerLossMode::random);
+    }
+    if (process->operations() >= crash_at) ++crashes;
+    auto store = open_store("/data", disk);
+    ASSERT_NE(store, nullptr);
+    auto info = store->consumers().describe("orders", "billing");
+    ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+    auto delivered = drain(*store, "orders", "billing");
+    for (const auto& position : delivered) {
+      EXPECT_FALSE(acked.count(position)) << "acked message delivered again: " << position.first << "/" << position.second;
+    }
+    EXPECT_EQ(delivered.size() + acked.size(), 12u) << "a message that was not acked was lost";
+    if (HasFailure()) return;
+  }
+  EXPECT_GT(steps, 10u);
+  EXPECT_GE(crashes, steps);
+}
+
+// fsync=interval: an ack is durable once the interval sync that follows it ran. Acks older than
+// that survive a power loss; newer ones may come back as redeliveries. The stream itself may
+// lose its unsynced suffix, which takes the consumer's state for it along (clamped).
+TEST(ConsumerDurability, PowerLossWithIntervalSyncKeepsAcksOlderThanTheInterval) {
+  std::uint64_t old_acks_checked = 0;
+  for (std::uint64_t seed = 1; seed <= 15; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 random(seed);
+    auto disk = std::make_shared<FaultFileSystem>();
+    auto process = std::make_shared<DyingFileSystem>(disk);
+    auto store = open_store("/data", process);
+    StreamConfig config = stream_config("orders", {"orders.>"});
+    config.fsync = FsyncPolicy::interval;
+    config.fsync_interval_ms = 20;
+    ASSERT_TRUE(store->create_stream(config).is_ok());
+    ASSERT_TRUE(store->consumers().create("orders", {.name = "billing", .ack_wait_ms = 30}).is_ok());
+    std::set<Offset> old_acks;  // acked, then an interval sync (of log and state) certainly ran
+    std::set<Offset> recent_acks;
+    for (int cycle = 0; cycle < 4; ++cycle) {
+      for (int i = 0; i < 10; ++i) publish(*store, "orders.created", "x");
+      ASSERT_TRUE(store->run_maintenance().is_ok());  // the stream's own interval sync
+      auto batch = fetch(*store, "orders", "billing", 1 + random() % 10);
+      for (const ConsumedMessage& consumed : batch) {
+        if (random() % 4 == 0) continue;
+        ASSERT_TRUE(store->consumers().ack("orders", "billing", consumed.delivery.to_string()).is_ok());
+        recent_acks.insert(consumed.message.offset);
+      }
+      if (random() % 2) {
+        std::this_thread::sleep_for(milliseconds(120));  // several consumer timer passes
+        old_acks.insert(recent_acks.begin(), recent_acks.end());
+        recent_acks.clear();
+      }
+    }
+    process->kill();
+    disk->simulate_power_loss(seed, PowerLossMode::random);
+    store.reset();
+    store = open_store("/data", disk);
+    ASSERT_NE(store, nullptr);
+    const Offset end = *store->resolve_start("orders", 0, StartPosition::new_only());
+    auto delivered = drain(*store, "orders", "billing");
+    for (Offset offset : old_acks) {
+      if (offset >= end) continue;  // the stream lost it (and the offset may be reused)
+      ++old_acks_checked;
+      EXPECT_FALSE(delivered.count({0, offset})) << "ack older than the interval lost: offset " << offset;
+    }
+    for (Offset offset = 0; offset < end; ++offset) {
+      if (old_acks.count(offset) || recent_acks.count(offset)) continue;
+      EXPECT_TRUE(delivered.count({0, offset})) << "unacked message lost: offset " << offset;
+    }
+    if (HasFailure()) return;
+  }
+  EXPECT_GT(old_acks_checked, 20u);
+}
+
+// EIO on the state log's fdatasync: the ack fails, and so does every later one (sticky);
+// after a restart the acks that had succeeded are still there.
+TEST(ConsumerDurability, SyncFailureIsStickyAndEarlierAcksSurvive) {
+  auto disk = std::make_shared<FaultFileSystem>();
+  std::set<std::pair<std::uint32_t, Offset>> acked;
+  {
+    auto store = open_store("/data", disk);
+    ASSERT_TRUE(store->create_stream(stream_config("orders", {"orders.>"})).is_ok());
+    ASSERT_TRUE(store->consumers().create("orders", {.name = "billing", .ack_wait_ms = 30}).is_ok());
+    for (int i = 0; i < 6; ++i) publish(*store, "orders.created", "m");
+    auto batch = fetch(*store, "orders", "billing", 6);
+    ASSERT_EQ(batch.size(), 6u);
+    ASSERT_TRUE(store->consumers().ack("orders", "billing", batch[0].delivery.to_string()).is_ok());
+    acked.insert({0, 0});
+    disk->fail_after(FaultFileSystem::Operation::sync, 1);
+    EXPECT_EQ(store->consumers().ack("orders", "billing", batch[1].delivery.to_string()).code(), ErrorCode::log_failed);
+    EXPECT_EQ(store->consumers().ack("orders", "billing", batch[2].delivery.to_string()).code(), ErrorCode::log_failed);
+    EXPECT_EQ(store->consumers().fetch("orders", "billing", {}).status().code(), ErrorCode::log_failed);
+  }
+  disk->simulate_power_loss(5, PowerLossMode::drop_all_unsynced);
+  auto store = open_store("/data", disk);
+  auto delivered = drain(*store, "orders", "billing");
+  EXPECT_EQ(delivered.size(), 5u);
+  EXPECT_FALSE(delivered.count({0, 0}));
 }
 
 }  // namespace
