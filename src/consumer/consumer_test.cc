@@ -509,6 +509,32 @@ TEST(ConsumerDurability, CompactionKeepsTheStateAcrossGenerations) {
   EXPECT_EQ(info->partitions[0].delivered_offset, static_cast<Offset>(total));
 }
 
+// Drains a consumer: acks everything it delivers until nothing is pending or lagging.
+std::set<std::pair<std::uint32_t, Offset>> drain(Store& store, std::string_view stream, std::string_view name) {
+  std::set<std::pair<std::uint32_t, Offset>> delivered;
+  const auto start = Clock::now();
+  while (elapsed_ms(start) < 5000) {
+    auto batch = store.consumers().fetch(stream, name, {.max_messages = 100, .wait = milliseconds(100)});
+    if (!batch) {
+      ADD_FAILURE() << batch.status().to_string();
+      break;
+    }
+    if (batch->empty()) {
+      auto info = store.consumers().describe(stream, name);
+      if (!info || (info->pending == 0 && info->lag == 0)) break;
+      continue;
+    }
+    std::vector<std::string> tokens;
+    for (const ConsumedMessage& consumed : *batch) {
+      delivered.insert({consumed.partition, consumed.message.offset});
+      tokens.push_back(consumed.delivery.to_string());
+    }
+    auto results = store.consumers().settle(stream, name, AckKind::ack, tokens);
+    if (!results) ADD_FAILURE() << results.status().to_string();
+  }
+  return delivered;
+}
+
 // Forwards to the disk until the "process" dies; then every call fails, so the threads of the
 // dead store cannot touch the rebooted disk. It can also die by itself right after the k-th
 // namespace-changing call (open for writing, rename, remove, directory create or sync), which
@@ -615,24 +641,9 @@ TEST(ConsumerDurability, PowerLossKeepsEveryAckAndLosesNoUnackedMessage) {
       ASSERT_NE(store, nullptr);
     }
     // Drain: every published message that was not acked comes back; no acked one does.
-    std::set<std::pair<std::uint32_t, Offset>> delivered_after;
-    const auto start = Clock::now();
-    while (elapsed_ms(start) < 5000) {
-      auto batch = store->consumers().fetch("orders", "billing", {.max_messages = 100, .wait = milliseconds(120)});
-      ASSERT_TRUE(batch.is_ok()) << batch.status().to_string();
-      if (batch->empty()) {
-        auto info = store->consumers().describe("orders", "billing");
-        if (info->pending == 0 && info->lag == 0) break;
-        continue;
-      }
-      std::vector<std::string> tokens;
-      for (const ConsumedMessage& consumed : *batch) {
-        const std::pair<std::uint32_t, Offset> position{consumed.partition, consumed.message.offset};
-        EXPECT_FALSE(acked.count(position)) << "acked message delivered again: " << position.first << "/" << position.second;
-        delivered_after.insert(position);
-        tokens.push_back(consumed.delivery.to_string());
-      }
-      ASSERT_TRUE(store->consumers().settle("orders", "billing", AckKind::ack, tokens).is_ok());
+    const auto delivered_after = drain(*store, "orders", "billing");
+    for (const auto& position : delivered_after) {
+      EXPECT_FALSE(acked.count(position)) << "acked message delivered again: " << position.first << "/" << position.second;
     }
     for (const auto& position : published) {
       if (acked.count(position)) {
@@ -644,32 +655,6 @@ TEST(ConsumerDurability, PowerLossKeepsEveryAckAndLosesNoUnackedMessage) {
     if (HasFailure()) return;
   }
   EXPECT_GT(acked_checked, 100u);
-}
-
-// Drains a consumer: acks everything it delivers until nothing is pending or lagging.
-std::set<std::pair<std::uint32_t, Offset>> drain(Store& store, std::string_view stream, std::string_view name) {
-  std::set<std::pair<std::uint32_t, Offset>> delivered;
-  const auto start = Clock::now();
-  while (elapsed_ms(start) < 5000) {
-    auto batch = store.consumers().fetch(stream, name, {.max_messages = 100, .wait = milliseconds(100)});
-    if (!batch) {
-      ADD_FAILURE() << batch.status().to_string();
-      break;
-    }
-    if (batch->empty()) {
-      auto info = store.consumers().describe(stream, name);
-      if (!info || (info->pending == 0 && info->lag == 0)) break;
-      continue;
-    }
-    std::vector<std::string> tokens;
-    for (const ConsumedMessage& consumed : *batch) {
-      delivered.insert({consumed.partition, consumed.message.offset});
-      tokens.push_back(consumed.delivery.to_string());
-    }
-    auto results = store.consumers().settle(stream, name, AckKind::ack, tokens);
-    if (!results) ADD_FAILURE() << results.status().to_string();
-  }
-  return delivered;
 }
 
 // A crash between any two file-system steps of opening a store with a consumer (load, replay,
