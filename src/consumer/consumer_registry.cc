@@ -494,8 +494,14 @@ Result<std::shared_ptr<Consumer>> ConsumerRegistry::load_consumer(const StreamSt
           }
           return true;
         });
-        if (!scanned) break;  // damaged or removed: reconcile and fetch deal with what is left
-        if (*scanned <= next) break;
+        if (!scanned || *scanned <= next) {
+          // Unreadable (a damaged range): what is still untracked can never be delivered, so
+          // it must not hold the floor back.
+          for (Offset offset = next; offset < cursor.delivered_offset; ++offset) {
+            if (!cursor.pending.count(offset) && cursor.done.insert(offset).second) ++consumer->skipped;
+          }
+          break;
+        }
         next = *scanned;
       }
     }
