@@ -250,6 +250,90 @@ TEST_F(ConsumerTest, ConcurrentFetchersShareWithoutDuplicates) {
   EXPECT_EQ(info->lag, 0u);
 }
 
+// A disk whose fdatasync takes a while, as a real one does: concurrent syncs can overlap.
+class SlowSyncFileSystem final : public FileSystem {
+ public:
+  explicit SlowSyncFileSystem(std::shared_ptr<FaultFileSystem> disk) : disk_(std::move(disk)) {}
+  std::uint64_t data_syncs() const { return data_syncs_.load(); }
+
+  Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
+    auto file = disk_->open(path, mode);
+    if (!file) return file.status();
+    return std::unique_ptr<File>(new SlowFile(std::move(*file), data_syncs_));
+  }
+  Status create_directories(const std::filesystem::path& path) override { return disk_->create_directories(path); }
+  Status sync_directory(const std::filesystem::path& path) override { return disk_->sync_directory(path); }
+  Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override { return disk_->rename(from, to); }
+  Status remove(const std::filesystem::path& path) override { return disk_->remove(path); }
+  Status remove_all(const std::filesystem::path& path) override { return disk_->remove_all(path); }
+  Result<std::vector<std::string>> list_directory(const std::filesystem::path& path) override { return disk_->list_directory(path); }
+  bool exists(const std::filesystem::path& path) override { return disk_->exists(path); }
+  bool is_directory(const std::filesystem::path& path) override { return disk_->is_directory(path); }
+  Result<std::unique_ptr<FileLock>> lock(const std::filesystem::path& path) override { return disk_->lock(path); }
+
+ private:
+  class SlowFile final : public File {
+   public:
+    SlowFile(std::unique_ptr<File> file, std::atomic<std::uint64_t>& syncs) : file_(std::move(file)), syncs_(syncs) {}
+    Status write_at(std::uint64_t offset, const void* data, std::size_t size) override { return file_->write_at(offset, data, size); }
+    Result<std::size_t> read_at(std::uint64_t offset, void* buffer, std::size_t size) const override {
+      return file_->read_at(offset, buffer, size);
+    }
+    Status sync_data() override {
+      syncs_.fetch_add(1);
+      std::this_thread::sleep_for(milliseconds(2));
+      return file_->sync_data();
+    }
+    Status sync() override { return file_->sync(); }
+    Status truncate(std::uint64_t size) override { return file_->truncate(size); }
+    Result<std::uint64_t> size() const override { return file_->size(); }
+
+   private:
+    std::unique_ptr<File> file_;
+    std::atomic<std::uint64_t>& syncs_;
+  };
+  std::shared_ptr<FaultFileSystem> disk_;
+  std::atomic<std::uint64_t> data_syncs_{0};
+};
+
+// Acks from concurrent clients share fdatasync calls (group commit), and each returns only once
+// its record is durable.
+TEST_F(ConsumerTest, ConcurrentAcksShareSyncs) {
+  store_.reset();
+  auto slow = std::make_shared<SlowSyncFileSystem>(file_system_);
+  store_ = open_store("/data", slow);
+  ASSERT_TRUE(consumers().create("orders", {.name = "billing", .max_ack_pending = 10'000}).is_ok());
+  constexpr int threads = 8;
+  constexpr int per_thread = 40;
+  publish_orders(threads * per_thread);
+  auto batch = fetch(*store_, "orders", "billing", threads * per_thread);
+  ASSERT_EQ(batch.size(), static_cast<std::size_t>(threads * per_thread));
+  const std::uint64_t syncs_before = slow->data_syncs();
+  std::vector<std::thread> clients;
+  std::atomic<int> failures{0};
+  for (int thread = 0; thread < threads; ++thread) {
+    clients.emplace_back([&, thread] {
+      for (int i = thread; i < threads * per_thread; i += threads) {
+        const std::string token = batch[static_cast<std::size_t>(i)].delivery.to_string();
+        if (!store_->consumers().ack("orders", "billing", token).is_ok()) failures.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(failures.load(), 0);
+  const std::uint64_t syncs = slow->data_syncs() - syncs_before;
+  EXPECT_GE(syncs, 1u);
+  EXPECT_LT(syncs, static_cast<std::uint64_t>(threads * per_thread) / 2) << "acks did not share syncs";
+  // Every ack returned after a sync: a power loss now keeps all of them.
+  file_system_->simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  store_.reset();
+  store_ = open_store("/data", file_system_);
+  auto info = store_->consumers().describe("orders", "billing");
+  ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+  EXPECT_EQ(info->pending, 0u);
+  EXPECT_EQ(info->partitions[0].ack_floor, static_cast<Offset>(threads * per_thread));
+}
+
 TEST_F(ConsumerTest, LongPollReturnsWhenAMessageArrives) {
   ASSERT_TRUE(consumers().create("orders", {.name = "billing"}).is_ok());
   const auto start = Clock::now();
