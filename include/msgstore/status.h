@@ -35,10 +35,13 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
-  // 18 to 21 are taken by the server branch (not_found, method_not_allowed, unsupported_media_type, internal_error).
+  not_found = 18,               // a network request for a path (resource) that does not exist
+  method_not_allowed = 19,      // a network request with a method the path does not support
+  unsupported_media_type = 20,  // a request body in a content type the endpoint does not accept
+  internal_error = 21,          // a bug: an unexpected exception or broken invariant in a front end
   consumer_not_found = 22,
   consumer_exists = 23,
-  stale_delivery = 24,      // an ack/nak/term for a delivery that is settled, redelivered since, or never made
+  stale_delivery = 24,          // an ack/nak/term for a delivery that is settled, redelivered since, or never made
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".
