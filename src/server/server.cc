@@ -249,17 +249,23 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
 
   boost::system::error_code ignored;
   stream.socket().set_option(tcp::no_delay(true), ignored);
+  // Half-open connections (the peer vanished without a FIN) are found by the read timeouts;
+  // TCP keepalive also lets the kernel drop them during a long-lived takeover (SSE, WebSocket).
+  stream.socket().set_option(asio::socket_base::keep_alive(true), ignored);
   beast::flat_buffer buffer;
   const auto write_and_close = [&](http::response<http::string_body> response) -> asio::awaitable<void> {
     stream.expires_after(std::chrono::milliseconds(config_.write_timeout_ms));
     (void)co_await http::async_write(stream, response, use_tuple);
   };
 
+  bool first_request = true;
   while (!shutting_down_.load()) {
-    // Idle: wait for the first byte of the next request (keep-alive timeout).
+    // Idle: wait for the first byte of the next request. A new connection gets only the
+    // header timeout for its first request (a connection that never speaks is a flood or a
+    // slowloris, not a keep-alive client); later requests get the keep-alive idle timeout.
     if (buffer.size() == 0) {
       handle->idle = true;
-      stream.expires_after(std::chrono::milliseconds(config_.idle_timeout_ms));
+      stream.expires_after(std::chrono::milliseconds(first_request ? config_.header_read_timeout_ms : config_.idle_timeout_ms));
       auto [error, bytes] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
       handle->idle = false;
       if (error) break;  // closed by the client, idle timeout, or shutdown
@@ -289,6 +295,14 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
                                                                                      " bytes (request_header_bytes_max)")));
         break;
       }
+      if (error == http::error::body_limit) {  // Content-Length above the limit, seen with the headers
+        metrics_.rejected(RejectReason::body_too_large);
+        co_await write_and_close(session_error(http::status::payload_too_large,
+                                               Status(ErrorCode::limit_exceeded, "request body exceeds " +
+                                                                                     std::to_string(config_.request_body_bytes_max) +
+                                                                                     " bytes (request_body_bytes_max)")));
+        break;
+      }
       if (error == http::error::end_of_stream || error == asio::error::eof || error == asio::error::connection_reset ||
           error == asio::error::operation_aborted) {
         break;
@@ -301,16 +315,6 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
       }
     }
     const auto& header = parser.get();
-    if (const auto length = parser.content_length(); length && *length > config_.request_body_bytes_max) {
-      metrics_.rejected(RejectReason::body_too_large);
-      co_await write_and_close(session_error(http::status::payload_too_large,
-                                             Status(ErrorCode::limit_exceeded, "request body of " + std::to_string(*length) +
-                                                                                   " bytes exceeds " +
-                                                                                   std::to_string(config_.request_body_bytes_max) +
-                                                                                   " bytes (request_body_bytes_max)"),
-                                             header.version()));
-      break;
-    }
     // curl sends "Expect: 100-continue" for larger bodies and waits for this before sending.
     if (beast::iequals(header[http::field::expect], "100-continue")) {
       http::response<http::empty_body> proceed{http::status::continue_, header.version()};
@@ -349,6 +353,7 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
         break;
       }
     }
+    first_request = false;
     HttpRequest request = parser.release();
     metrics_.request_bytes(request.body().size());
     stream.expires_never();  // handlers (long polls) bound their own time
@@ -395,7 +400,11 @@ asio::awaitable<HttpResponse> ServerImpl::dispatch(const HttpRequest& request, b
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const unsigned status = response.connection_taken_over ? 101u : response.message.result_int();
-  metrics_.request_finished(request.method_string(), route, status, seconds);
+  // A metrics label must come from a bounded set: a method Beast does not know (any token is
+  // syntactically valid) is counted as "other".
+  const std::string_view method_label =
+      request.method() == http::verb::unknown ? std::string_view("other") : http::to_string(request.method());
+  metrics_.request_finished(method_label, route, status, seconds);
   if (config_.log_requests) {
     log(LogLevel::info, "request",
         {{"method", request.method_string()}, {"target", target}, {"status", status}, {"duration_ms", seconds * 1000}});
