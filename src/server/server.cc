@@ -403,7 +403,7 @@ asio::awaitable<HttpResponse> ServerImpl::dispatch(const HttpRequest& request, b
   // A metrics label must come from a bounded set: a method Beast does not know (any token is
   // syntactically valid) is counted as "other".
   const std::string_view method_label =
-      request.method() == http::verb::unknown ? std::string_view("other") : http::to_string(request.method());
+      request.method() == http::verb::unknown ? std::string_view("other") : std::string_view(http::to_string(request.method()));
   metrics_.request_finished(method_label, route, status, seconds);
   if (config_.log_requests) {
     log(LogLevel::info, "request",
