@@ -45,7 +45,7 @@ struct HttpReply {
 std::string curl_path() {
   static const std::string path = [] {
     const char* search = std::getenv("PATH");
-    std::string_view rest = search ? search : "/usr/bin:/bin";
+    std::string_view rest = search ? search : "";
     while (!rest.empty()) {
       const std::size_t colon = rest.find(':');
       const std::filesystem::path candidate = std::filesystem::path(std::string(rest.substr(0, colon))) / "curl";
@@ -53,7 +53,7 @@ std::string curl_path() {
       if (colon == std::string_view::npos) break;
       rest.remove_prefix(colon + 1);
     }
-    return std::string("/usr/bin/curl");
+    return std::string("curl");  // not in PATH: the test fails with curl's exit code 127
   }();
   return path;
 }
