@@ -67,4 +67,17 @@ inline constexpr std::size_t erase_actor_bytes_max = 256;
 inline constexpr std::size_t read_messages_max = 100'000;
 inline constexpr std::size_t read_bytes_max = 64 * 1024 * 1024;
 
+// Durable consumers (msgstore/consumer.h).
+inline constexpr std::size_t consumers_per_stream_max = 1024;
+inline constexpr std::int64_t consumer_ack_wait_ms_max = 24ll * 3600 * 1000;
+inline constexpr std::size_t consumer_backoff_steps_max = 64;
+inline constexpr std::uint32_t consumer_ack_pending_max = 100'000;
+// Offsets between a consumer's ack floor and its delivered position that it tracks one by one
+// (pending, or done above the floor): new messages stop beyond it, bounding its memory.
+inline constexpr std::uint64_t consumer_window_messages_max = 1'000'000;
+// The state log is compacted into a snapshot once it grows past this.
+inline constexpr std::uint64_t consumer_state_log_compact_bytes = 1024 * 1024;
+// One fetch returns at most this many messages.
+inline constexpr std::size_t consumer_fetch_messages_max = 10'000;
+
 }  // namespace msgstore::limits

@@ -39,6 +39,9 @@ enum class ErrorCode : std::uint16_t {
   method_not_allowed = 19,      // a network request with a method the path does not support
   unsupported_media_type = 20,  // a request body in a content type the endpoint does not accept
   internal_error = 21,          // a bug: an unexpected exception or broken invariant in a front end
+  consumer_not_found = 22,
+  consumer_exists = 23,
+  stale_delivery = 24,          // an ack/nak/term for a delivery that is settled, redelivered since, or never made
   // A conditional append (OutgoingMessage::expected_offset) found another last offset; the
   // Status carries the actual one in actual_offset(). Nothing was stored.
   expected_offset_mismatch = 25,

@@ -34,6 +34,7 @@
 namespace msgstore {
 
 class FileSystem;  // the I/O seam (src/io); tests pass a fault-injecting one
+class Consumers;   // durable consumers (msgstore/consumer.h)
 
 struct StoreOptions {
   // Create the directory if it does not exist.
@@ -230,6 +231,9 @@ class Store {
   // `seen_generation` (or for the timeout, or close). For threads that prefer to block.
   std::uint64_t data_generation() const;
   void wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const;
+
+  // Durable consumers of this store's streams (msgstore/consumer.h); valid while the Store lives.
+  Consumers& consumers();
 
   // Checks every checksum and index of every stream (or of one stream).
   Result<VerifyReport> verify(std::string_view stream = {}) const;

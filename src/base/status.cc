@@ -26,6 +26,9 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::method_not_allowed: return "method_not_allowed";
     case ErrorCode::unsupported_media_type: return "unsupported_media_type";
     case ErrorCode::internal_error: return "internal_error";
+    case ErrorCode::consumer_not_found: return "consumer_not_found";
+    case ErrorCode::consumer_exists: return "consumer_exists";
+    case ErrorCode::stale_delivery: return "stale_delivery";
     case ErrorCode::expected_offset_mismatch: return "expected_offset_mismatch";
   }
   return "unknown";

@@ -10,6 +10,7 @@ namespace msgstore::server {
 
 void register_system_routes(Router& router, ServerContext& context);  // healthz, readyz, metrics
 void register_stream_routes(Router& router, ServerContext& context);  // streams, publish, read
+void register_consumer_routes(Router& router, ServerContext& context);  // durable consumers
 
 void register_all_routes(Router& router, ServerContext& context);
 

@@ -219,6 +219,12 @@ Status StoreImpl::close() {
   }
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
   notify_data();
+  std::shared_ptr<StoreComponent> registry;
+  {
+    std::lock_guard lock(component_mutex_);
+    registry = consumer_registry_;
+  }
+  if (registry) registry->close();  // syncs consumer state while the logs are still open
   Status result;
   auto table = streams();
   for (const auto& [name, stream] : *table) {
@@ -229,6 +235,14 @@ Status StoreImpl::close() {
   }
   lock_.reset();
   return result;
+}
+
+std::filesystem::path StoreImpl::trash_directory() const { return directory_ / trash_directory_name; }
+
+std::shared_ptr<StoreComponent> StoreImpl::consumer_registry(const std::function<std::shared_ptr<StoreComponent>()>& make) {
+  std::lock_guard lock(component_mutex_);
+  if (!consumer_registry_) consumer_registry_ = make();
+  return consumer_registry_;
 }
 
 void StoreImpl::maintenance_loop() {

@@ -36,6 +36,15 @@ struct StreamState {
 
 using StreamTable = std::map<std::string, std::shared_ptr<const StreamState>, std::less<>>;
 
+// A part of the store that a module above it builds (the consumer registry, src/consumer). The
+// store owns it so that it shares the data directory (and its lock), the file system and the
+// store's lifetime; close() closes it before the partition logs.
+class StoreComponent {
+ public:
+  virtual ~StoreComponent() = default;
+  virtual void close() = 0;
+};
+
 class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
  public:
   StoreImpl(std::filesystem::path directory, StoreOptions options);
@@ -70,6 +79,12 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<EraseProgress> erase_progress(std::string_view stream) const;
 
   const std::filesystem::path& directory() const { return directory_; }
+  FileSystem& file_system() const { return *file_system_; }
+  // Where deleted things are renamed before removal; open() empties it.
+  std::filesystem::path trash_directory() const;
+
+  // The consumer registry: made by `make` on first use, the same one afterwards.
+  std::shared_ptr<StoreComponent> consumer_registry(const std::function<std::shared_ptr<StoreComponent>()>& make);
 
   // For subscriptions.
   std::shared_ptr<const StreamTable> streams() const;
@@ -130,6 +145,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   std::mutex erase_mutex_;       // one erase at a time
   std::mutex compaction_mutex_;  // one compaction at a time; guards compaction_states_
   std::map<std::string, store::CompactionState> compaction_states_;  // by partition directory
+  std::mutex component_mutex_;
+  std::shared_ptr<StoreComponent> consumer_registry_;  // guarded by component_mutex_
 
   std::mutex maintenance_mutex_;
   std::condition_variable maintenance_wake_;
