@@ -35,6 +35,10 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
+  not_found = 18,               // a network request for a path (resource) that does not exist
+  method_not_allowed = 19,      // a network request with a method the path does not support
+  unsupported_media_type = 20,  // a request body in a content type the endpoint does not accept
+  internal_error = 21,          // a bug: an unexpected exception or broken invariant in a front end
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".

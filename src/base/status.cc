@@ -22,6 +22,10 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::limit_exceeded: return "limit_exceeded";
     case ErrorCode::partition_not_found: return "partition_not_found";
     case ErrorCode::timed_out: return "timed_out";
+    case ErrorCode::not_found: return "not_found";
+    case ErrorCode::method_not_allowed: return "method_not_allowed";
+    case ErrorCode::unsupported_media_type: return "unsupported_media_type";
+    case ErrorCode::internal_error: return "internal_error";
   }
   return "unknown";
 }

@@ -13,17 +13,18 @@
 #include <string>
 #include <string_view>
 
+#include "base/text_encoding.h"
+
 namespace msgstore::cli {
 
-// True if `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
-bool is_valid_utf8(std::string_view text);
+// UTF-8 validation and base64 live in base/text_encoding.h (the HTTP server shares them).
+using msgstore::base64_encode;
+using msgstore::is_valid_utf8;
 
 // Appends `text` as a quoted JSON string.
 void append_json_string(std::string& out, std::string_view text);
 std::string json_string(std::string_view text);
 
-// Standard base64 (RFC 4648, with padding).
-std::string base64_encode(std::string_view bytes);
 
 // Builds one JSON object: JsonObject().add("a", 1).add("b", "x").finish() == {"a":1,"b":"x"}.
 class JsonObject {

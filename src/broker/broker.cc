@@ -1,0 +1,170 @@
+#include "broker/broker.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+
+namespace msgstore::broker {
+
+// One waiting long poll: a timer on the waiter's own event loop. Wake-ups are posted to that
+// loop, so the timer is only ever touched by the thread that runs its coroutine.
+struct Broker::Waiter {
+  explicit Waiter(const asio::any_io_executor& executor) : timer(executor) {}
+  asio::steady_timer timer;
+};
+
+Broker::Broker(Store& store, BrokerOptions options)
+    : store_(store), options_(options), workers_(options.worker_threads) {
+  listener_ = store_.add_data_listener([this] { on_data(); });
+}
+
+Broker::~Broker() {
+  stop();
+  listener_.reset();  // waits for a listener call in progress; no more calls after this
+  join();
+}
+
+void Broker::join() {
+  stop();
+  std::call_once(joined_, [this] {
+    workers_.join();
+    notifier_.join();
+  });
+}
+
+void Broker::stop() {
+  if (stopping_.exchange(true)) return;
+  wake_all();
+}
+
+bool Broker::admit() {
+  const std::uint64_t in_flight = statistics_.worker_in_flight.fetch_add(1) + 1;
+  if (in_flight > options_.worker_queue_max) {
+    statistics_.worker_in_flight.fetch_sub(1);
+    statistics_.worker_rejections.fetch_add(1);
+    return false;
+  }
+  return true;
+}
+
+// Runs on a publisher's thread: set a flag and post at most one wake-up pass.
+void Broker::on_data() {
+  if (wake_pending_.exchange(true)) return;
+  asio::post(notifier_, [this] {
+    wake_pending_.store(false);
+    wake_all();
+  });
+}
+
+void Broker::wake_all() {
+  std::lock_guard lock(waiters_mutex_);
+  for (const std::shared_ptr<Waiter>& waiter : waiters_) {
+    asio::post(waiter->timer.get_executor(), [waiter] { waiter->timer.cancel(); });
+  }
+}
+
+asio::awaitable<void> Broker::wait_for_data(std::uint64_t seen_generation, std::chrono::steady_clock::time_point deadline) {
+  if (stopping_.load() || std::chrono::steady_clock::now() >= deadline) co_return;
+  auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+  waiter->timer.expires_at(deadline);
+  std::list<std::shared_ptr<Waiter>>::iterator registered;
+  {
+    std::lock_guard lock(waiters_mutex_);
+    registered = waiters_.insert(waiters_.end(), waiter);
+  }
+  struct Unregister {
+    Broker& broker;
+    std::list<std::shared_ptr<Waiter>>::iterator registered;
+    ~Unregister() {
+      std::lock_guard lock(broker.waiters_mutex_);
+      broker.waiters_.erase(registered);
+    }
+  } unregister{*this, registered};
+  // A change between the caller's read and the registration above would not wake us: check
+  // the generation after registering. Nothing suspends between this check and async_wait,
+  // and wake-ups are posted to this same executor, so none can be lost.
+  if (store_.data_generation() != seen_generation || stopping_.load()) co_return;
+  statistics_.long_poll_waits.fetch_add(1);
+  (void)co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<Status> Broker::create_stream(StreamConfig config) {
+  co_return co_await run_blocking([&] { return store_.create_stream(config); });
+}
+
+asio::awaitable<Status> Broker::update_stream(StreamConfig config) {
+  co_return co_await run_blocking([&] { return store_.update_stream(config); });
+}
+
+asio::awaitable<Result<std::vector<StreamConfig>>> Broker::list_streams() {
+  co_return co_await run_blocking([&] { return Result<std::vector<StreamConfig>>(store_.list_streams()); });
+}
+
+asio::awaitable<Result<StreamInfo>> Broker::describe_stream(std::string name) {
+  co_return co_await run_blocking([&] { return store_.describe_stream(name); });
+}
+
+asio::awaitable<Status> Broker::delete_stream(std::string name) {
+  co_return co_await run_blocking([&] { return store_.delete_stream(name); });
+}
+
+namespace {
+
+std::uint64_t payload_bytes(std::span<const OutgoingMessage> messages) {
+  std::uint64_t bytes = 0;
+  for (const OutgoingMessage& message : messages) bytes += message.payload.size();
+  return bytes;
+}
+
+}  // namespace
+
+void Broker::record_publish(bool succeeded, std::span<const OutgoingMessage> messages) {
+  if (!succeeded) {
+    statistics_.publish_failures.fetch_add(1);
+    return;
+  }
+  statistics_.published_messages.fetch_add(messages.size());
+  statistics_.published_bytes.fetch_add(payload_bytes(messages));
+}
+
+asio::awaitable<Result<std::vector<Position>>> Broker::publish_to(std::string stream,
+                                                                  std::span<const OutgoingMessage> messages) {
+  auto positions = co_await run_blocking([&] { return store_.publish_to(stream, messages); });
+  record_publish(positions.is_ok(), messages);
+  co_return positions;
+}
+
+asio::awaitable<Result<std::vector<Position>>> Broker::publish(std::span<const OutgoingMessage> messages) {
+  auto positions = co_await run_blocking([&] {
+    return messages.size() == 1 ? store_.publish(messages.front()) : store_.publish_batch(messages);
+  });
+  record_publish(positions.is_ok(), messages);
+  co_return positions;
+}
+
+asio::awaitable<Result<ReadResult>> Broker::fetch(FetchRequest request) {
+  statistics_.fetch_requests.fetch_add(1);
+  const auto deadline = std::chrono::steady_clock::now() + request.wait;
+  auto from = co_await run_blocking([&] { return store_.resolve_start(request.stream, request.partition, request.start); });
+  if (!from) co_return from.status();
+  for (;;) {
+    const std::uint64_t generation = store_.data_generation();
+    auto result = co_await run_blocking([&] {
+      return store_.read(request.stream, request.partition, *from, request.read_options);
+    });
+    if (!result) co_return result;
+    if (!result->messages.empty() || request.wait.count() <= 0 || stopping_.load() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      statistics_.fetched_messages.fetch_add(result->messages.size());
+      std::uint64_t bytes = 0;
+      for (const Message& message : result->messages) bytes += message.payload.size();
+      statistics_.fetched_bytes.fetch_add(bytes);
+      co_return result;
+    }
+    // Nothing yet: retention may have moved the log start past `from` while we waited, in
+    // which case read() reports it and the caller sees offset_out_of_range.
+    co_await wait_for_data(generation, deadline);
+  }
+}
+
+}  // namespace msgstore::broker

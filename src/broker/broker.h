@@ -1,0 +1,156 @@
+// broker/broker.h: the protocol-neutral core every network front end calls.
+//
+// The HTTP handlers (src/server) and the later Kafka and MQTT front ends translate their wire
+// requests into Broker calls and the results back; nothing here knows about HTTP. The broker
+// owns the two things every front end needs around the embedded Store:
+//   * a bounded pool of worker threads for blocking Store calls. Publishing waits for
+//     fdatasync under fsync=always, so it must never run on an event-loop thread; the pool is
+//     large enough that concurrent publishers wait in the same fsync window and share one
+//     fdatasync (group commit in the log). Calls beyond worker_queue_max fail fast with
+//     limit_exceeded instead of queueing without bound.
+//   * long polls: fetch(wait_ms) waits on an Asio timer that a Store data listener wakes.
+//     The listener only sets a flag and posts (coalesced: one wake-up pass however many
+//     publishes happened meanwhile); it never blocks a publisher.
+//
+// Coroutines: every operation is an asio::awaitable that resumes on the caller's executor
+// (an event loop), so front ends `co_await broker.publish_to(...)`.
+//
+// Lifetime and threads: construct after the Store, call stop() before the event loops stop,
+// destroy before the Store. Every method may be called from any event-loop thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "msgstore/status.h"
+#include "msgstore/store.h"
+
+namespace msgstore::broker {
+
+namespace asio = boost::asio;
+
+struct BrokerOptions {
+  std::uint32_t worker_threads = 64;
+  std::uint32_t worker_queue_max = 4096;
+};
+
+// Counters every front end feeds (publish/fetch counts and bytes); read by /metrics.
+struct BrokerStatistics {
+  std::atomic<std::uint64_t> published_messages{0};
+  std::atomic<std::uint64_t> published_bytes{0};  // payload bytes
+  std::atomic<std::uint64_t> publish_failures{0};
+  std::atomic<std::uint64_t> fetched_messages{0};
+  std::atomic<std::uint64_t> fetched_bytes{0};    // payload bytes
+  std::atomic<std::uint64_t> fetch_requests{0};
+  std::atomic<std::uint64_t> long_poll_waits{0};  // fetches that had to wait for data
+  std::atomic<std::uint64_t> worker_rejections{0};  // blocking calls refused: queue full
+  std::atomic<std::uint64_t> worker_in_flight{0};   // blocking calls queued or running now
+};
+
+struct FetchRequest {
+  std::string stream;
+  std::uint32_t partition = 0;
+  StartPosition start = StartPosition::from_beginning();
+  ReadOptions read_options;
+  std::chrono::milliseconds wait{0};  // long poll: wait up to this long for a first message
+};
+
+class Broker {
+ public:
+  Broker(Store& store, BrokerOptions options);
+  ~Broker();  // stop() and join the worker threads
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  Store& store() { return store_; }
+  BrokerStatistics& statistics() { return statistics_; }
+
+  // Streams.
+  asio::awaitable<Status> create_stream(StreamConfig config);
+  asio::awaitable<Status> update_stream(StreamConfig config);
+  asio::awaitable<Result<std::vector<StreamConfig>>> list_streams();
+  asio::awaitable<Result<StreamInfo>> describe_stream(std::string name);
+  asio::awaitable<Status> delete_stream(std::string name);
+
+  // Publishing. The messages' views must stay valid until the call completes (they live in
+  // the caller's coroutine frame).
+  asio::awaitable<Result<std::vector<Position>>> publish_to(std::string stream, std::span<const OutgoingMessage> messages);
+  asio::awaitable<Result<std::vector<Position>>> publish(std::span<const OutgoingMessage> messages);
+
+  // Reads one partition from a start position; with request.wait > 0 and nothing readable,
+  // waits until a message is readable, the wait ends, or the broker stops.
+  asio::awaitable<Result<ReadResult>> fetch(FetchRequest request);
+
+  // Waits (on the caller's executor) until the store's data generation moves past
+  // `seen_generation`, `deadline` passes, or the broker stops. For front ends that long-poll
+  // something other than fetch (durable consumers, live streams).
+  asio::awaitable<void> wait_for_data(std::uint64_t seen_generation, std::chrono::steady_clock::time_point deadline);
+
+  // Runs `function` (a blocking Store call returning Status or Result<T>) on the worker pool
+  // and resumes the caller on its own executor. Fails with limit_exceeded when
+  // worker_queue_max calls are already queued or running.
+  template <typename Function>
+  asio::awaitable<std::invoke_result_t<Function&>> run_blocking(Function function);
+
+  // Wakes every long poll and refuses new waits (they return at once). Idempotent.
+  void stop();
+  bool stopping() const { return stopping_.load(); }
+  // stop(), then wait for the blocking calls in progress to finish. Idempotent.
+  void join();
+
+ private:
+  struct Waiter;
+  void on_data();
+  void wake_all();
+  bool admit();
+  void record_publish(bool succeeded, std::span<const OutgoingMessage> messages);
+
+  Store& store_;
+  BrokerOptions options_;
+  BrokerStatistics statistics_;
+  asio::thread_pool workers_;
+  asio::thread_pool notifier_{1};  // runs the coalesced wake-up passes
+  std::atomic<bool> wake_pending_{false};
+  std::atomic<bool> stopping_{false};
+  std::once_flag joined_;
+  std::mutex waiters_mutex_;
+  std::list<std::shared_ptr<Waiter>> waiters_;
+  std::unique_ptr<DataListenerHandle> listener_;
+};
+
+template <typename Function>
+asio::awaitable<std::invoke_result_t<Function&>> Broker::run_blocking(Function function) {
+  using Value = std::invoke_result_t<Function&>;
+  if (!admit()) {
+    co_return Value(Status(ErrorCode::limit_exceeded,
+                           "the server is busy: " + std::to_string(options_.worker_queue_max) +
+                               " store calls are already queued (worker_queue_max)"));
+  }
+  struct Release {
+    BrokerStatistics& statistics;
+    ~Release() { statistics.worker_in_flight.fetch_sub(1); }
+  } release{statistics_};
+  // co_spawn needs a default-constructible result; Status and Result<T> are not.
+  std::optional<Value> value = co_await asio::co_spawn(
+      workers_.get_executor(), [&function]() -> asio::awaitable<std::optional<Value>> { co_return function(); },
+      asio::use_awaitable);
+  co_return std::move(*value);
+}
+
+}  // namespace msgstore::broker

@@ -1,0 +1,63 @@
+// server/json_codec.h: the HTTP API's JSON bodies <-> the store's values (Boost.JSON).
+//
+// Decoding is separate from the handlers so it can be unit-tested and fuzzed on its own; every
+// decoder returns invalid_argument naming the offending field (and, for batches, the message
+// index) instead of throwing. Shapes are documented in docs/http-api.md; the stream config and
+// stream description match the CLI's `stream info` output field for field.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "msgstore/message.h"
+#include "msgstore/status.h"
+#include "msgstore/store.h"
+#include "msgstore/stream.h"
+
+namespace msgstore::server {
+
+namespace json = boost::json;
+
+json::object stream_config_to_json(const StreamConfig& config);
+json::object stream_info_to_json(const StreamInfo& info);
+
+// Applies the fields present in `body` to `config`. With `for_update`, "name" may appear only
+// if it equals config.name. Unknown fields and wrong types are errors.
+Status apply_stream_config_json(const json::value& body, StreamConfig& config, bool for_update);
+
+// {"offset","timestamp_ms","subject","key","headers":{..},"payload"} with payload (and key,
+// header values) as text when valid UTF-8, else "payload_base64" ("key_base64",
+// "headers_base64":{name: base64}).
+json::object message_to_json(const Message& message);
+
+// A message decoded from a batch body, owning its bytes.
+struct DecodedMessage {
+  std::string subject;
+  std::optional<std::string> key;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string payload;
+  TimestampMs timestamp_ms = timestamp_now;
+};
+
+// One message object: {"subject","key","headers":{"n":"v"},"payload"|"payload_base64",
+// "timestamp_ms"}; a missing subject becomes `default_subject`.
+Result<DecodedMessage> decode_message_json(const json::value& value, std::string_view default_subject);
+
+// A whole batch body: application/json {"messages":[...]} or application/x-ndjson (one
+// message object per non-empty line). At most `messages_max` messages (limit_exceeded).
+// Errors carry the message index in `error_index` when one message is at fault.
+Result<std::vector<DecodedMessage>> decode_batch(std::string_view body, bool ndjson, std::string_view default_subject,
+                                                 std::size_t messages_max, std::optional<std::size_t>* error_index);
+
+// Views over decoded messages for Store::publish_to; `header_views` backs the header spans
+// and must outlive the returned messages.
+std::vector<OutgoingMessage> outgoing_views(const std::vector<DecodedMessage>& messages,
+                                            std::vector<std::vector<HeaderView>>& header_views);
+
+}  // namespace msgstore::server

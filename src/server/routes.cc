@@ -1,0 +1,10 @@
+#include "server/routes.h"
+
+namespace msgstore::server {
+
+void register_all_routes(Router& router, ServerContext& context) {
+  register_system_routes(router, context);
+  register_stream_routes(router, context);
+}
+
+}  // namespace msgstore::server
