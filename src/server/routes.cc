@@ -5,6 +5,7 @@ namespace msgstore::server {
 void register_all_routes(Router& router, ServerContext& context) {
   register_system_routes(router, context);
   register_stream_routes(router, context);
+  register_live_routes(router, context);
 }
 
 }  // namespace msgstore::server

@@ -11,6 +11,8 @@ namespace msgstore::server {
 void register_system_routes(Router& router, ServerContext& context);  // healthz, readyz, metrics
 void register_stream_routes(Router& router, ServerContext& context);  // streams, publish, read
 
+void register_live_routes(Router& router, ServerContext& context);    // SSE and WebSocket live streams
+
 void register_all_routes(Router& router, ServerContext& context);
 
 }  // namespace msgstore::server
