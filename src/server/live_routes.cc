@@ -243,10 +243,11 @@ Status parse_credit(std::string_view text, std::uint64_t& grant) {
 
 asio::awaitable<void> websocket_reader(WebSocket& socket, WebSocketState& state) {
   beast::flat_buffer buffer;
-  while (!state.protocol_error) {
+  for (;;) {
     buffer.clear();
     auto [error, bytes] = co_await socket.async_read(buffer, use_tuple);
     if (error) break;  // closed by the peer, idle timeout (no pong), or shutdown
+    if (state.protocol_error) continue;  // already failing: wait for the close handshake
     std::uint64_t grant = 0;
     Status parsed = socket.got_binary() ? Status(ErrorCode::invalid_argument, "binary frames are not accepted; send {\"credit\": N}")
                                         : parse_credit(beast::buffers_to_string(buffer.data()), grant);
@@ -273,8 +274,8 @@ asio::awaitable<std::optional<Result<broker::LiveChunk>>> next_chunk_optional(br
   co_return co_await reader.next_chunk(messages_max, bytes_max, deadline);
 }
 
-asio::awaitable<void> websocket_writer(RequestContext& context, WebSocket& socket, WebSocketState& state,
-                                       broker::LiveReader* reader, std::optional<Status> open_error) {
+asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& socket, WebSocketState& state,
+                                          broker::LiveReader* reader, std::optional<Status> open_error) {
   ServerContext& server = context.server;
   const auto close_with = [&](const Status& error) -> asio::awaitable<void> {
     socket.text(true);
@@ -288,11 +289,11 @@ asio::awaitable<void> websocket_writer(RequestContext& context, WebSocket& socke
   }
   std::string text;
   for (;;) {
-    if (state.peer_gone) co_return;
-    if (state.protocol_error) {
+    if (state.protocol_error && !state.peer_gone) {
       co_await close_with(*state.protocol_error);
       co_return;
     }
+    if (state.peer_gone) co_return;
     if (server.shutting_down()) {
       (void)co_await socket.async_close(websocket::close_reason(websocket::close_code::going_away, "server shutting down"),
                                         use_tuple);
@@ -325,6 +326,17 @@ asio::awaitable<void> websocket_writer(RequestContext& context, WebSocket& socke
     }
     server.broker().statistics().fetched_messages.fetch_add(chunk->messages.size());
     server.broker().statistics().fetched_bytes.fetch_add(chunk->payload_bytes);
+  }
+}
+
+// The writer: the send loop, then (whatever ended it) the socket is closed if the reader still
+// waits on it, so the reader ends too and nothing outlives the handler.
+asio::awaitable<void> websocket_writer(RequestContext& context, WebSocket& socket, WebSocketState& state,
+                                       broker::LiveReader* reader, std::optional<Status> open_error) {
+  co_await websocket_send_loop(context, socket, state, reader, std::move(open_error));
+  if (!state.peer_gone) {
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(socket).socket().close(ignored);
   }
 }
 
