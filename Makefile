@@ -1,6 +1,6 @@
 # The two commands of the README, and a few more. Everything builds with CMake presets into
 # build/<preset>; `make run` and `make test` install missing Debian packages first.
-.PHONY: run test deps build debug asan tsan bench bench-quick bench-embedded bench-embedded-quick fuzz clean
+.PHONY: run demo test deps build debug asan tsan bench bench-quick bench-embedded bench-embedded-quick fuzz clean
 
 PRESET ?= release
 DATA ?= ./data
@@ -12,8 +12,14 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build --preset $(PRESET)
 
-# The main job: a demo on the embedded default data directory (./data).
+# The main job: the server on the embedded default data directory (./data), in the
+# foreground; Ctrl-C (SIGINT) shuts it down cleanly. LISTEN overrides the address.
+LISTEN ?= 127.0.0.1:7480
 run: build
+	./build/$(PRESET)/src/cli/msgstore --data $(DATA) serve --listen $(LISTEN)
+
+# The self-checking embedded demo on the same data directory.
+demo: build
 	./build/$(PRESET)/src/cli/msgstore --data $(DATA) demo
 
 # Every test: unit, end-to-end and crash tests in release, the concurrency tests under

@@ -400,7 +400,11 @@ asio::awaitable<HttpResponse> ServerImpl::dispatch(const HttpRequest& request, b
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const unsigned status = response.connection_taken_over ? 101u : response.message.result_int();
-  metrics_.request_finished(request.method_string(), route, status, seconds);
+  // A metrics label must come from a bounded set: a method Beast does not know (any token is
+  // syntactically valid) is counted as "other".
+  const std::string_view method_label =
+      request.method() == http::verb::unknown ? std::string_view("other") : std::string_view(http::to_string(request.method()));
+  metrics_.request_finished(method_label, route, status, seconds);
   if (config_.log_requests) {
     log(LogLevel::info, "request",
         {{"method", request.method_string()}, {"target", target}, {"status", status}, {"duration_ms", seconds * 1000}});

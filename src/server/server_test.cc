@@ -8,7 +8,6 @@
 #include "server/http.h"
 #include "server/json_codec.h"
 #include "server/router.h"
-#include "base/text_encoding.h"
 
 namespace msgstore::server {
 namespace {
@@ -244,21 +243,6 @@ TEST(JsonCodecTest, BatchErrorsNameTheMessage) {
   EXPECT_EQ(too_many.status().code(), ErrorCode::limit_exceeded);
   auto too_many_lines = decode_batch("{}\n{}\n{}\n", true, "s", 2, &index);
   EXPECT_EQ(too_many_lines.status().code(), ErrorCode::limit_exceeded);
-}
-
-TEST(TextEncodingTest, Base64DecodeIsStrict) {
-  EXPECT_EQ(base64_decode(""), "");
-  EXPECT_EQ(base64_decode("Zm9vYmFy"), "foobar");
-  EXPECT_EQ(base64_decode("Zm9vYg=="), "foob");
-  EXPECT_EQ(base64_decode("Zm9vYg"), "foob");  // unpadded
-  EXPECT_EQ(base64_decode("Zm9vYmE="), "fooba");
-  EXPECT_EQ(base64_decode("AAH//go="), std::string("\x00\x01\xFF\xFE\n", 5));
-  EXPECT_FALSE(base64_decode("Zm9vY").has_value());    // a lone 6-bit group
-  EXPECT_FALSE(base64_decode("Zm9vYh==").has_value());  // non-zero trailing bits
-  EXPECT_FALSE(base64_decode("Zm9v Yg==").has_value());
-  EXPECT_FALSE(base64_decode("Zm9v-_==").has_value());  // URL-safe alphabet
-  EXPECT_FALSE(base64_decode("Zg=").has_value());       // padded but not a multiple of 4
-  EXPECT_FALSE(base64_decode("=").has_value());
 }
 
 }  // namespace

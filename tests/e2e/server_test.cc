@@ -539,6 +539,7 @@ TEST_F(ServerTest, MetricsPassPromtoolAndCount) {
   ASSERT_EQ(curl({"-X", "POST", "--data-binary", "12345"}, server.url("/v1/streams/orders/messages")).status, 200);
   ASSERT_EQ(get(server, "/v1/streams/orders/partitions/0/messages").status, 200);
   EXPECT_EQ(get(server, "/v1/nowhere").status, 404);
+  EXPECT_EQ(curl({"-X", "BREW"}, server.url("/v1/streams")).status, 405);  // any token is a method
   const HttpResult metrics = get(server, "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(metric_value(metrics.body, "msgstore_published_messages_total"), 1u) << metrics.body;
@@ -550,6 +551,8 @@ TEST_F(ServerTest, MetricsPassPromtoolAndCount) {
             std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("msgstore_http_responses_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"),
             std::string::npos);
+  EXPECT_NE(metrics.body.find("method=\"other\""), std::string::npos);  // never the raw token
+  EXPECT_EQ(metrics.body.find("BREW"), std::string::npos);
   const ProcessResult promtool = run_process({tool("promtool"), "check", "metrics"}, metrics.body);
   EXPECT_EQ(promtool.exit_code, 0) << promtool.out << promtool.err;
   EXPECT_EQ(server.stop(), 0);
