@@ -167,26 +167,31 @@ std::string LiveReader::position_after(const LiveMessage& message) const {
   return format_position_text(position);
 }
 
-asio::awaitable<Result<LiveChunk>> LiveReader::next_chunk(std::size_t messages_max, std::size_t bytes_max,
-                                                          std::chrono::steady_clock::time_point deadline) {
+asio::awaitable<Result<LiveChunk>> LiveReader::read_available(std::size_t messages_max, std::size_t bytes_max) {
   messages_max = std::max<std::size_t>(1, messages_max);
   for (;;) {
-    const std::uint64_t generation = broker_.store().data_generation();
+    generation_before_read_ = broker_.store().data_generation();
     auto chunk = co_await broker_.run_blocking([&] { return read_pass(messages_max, bytes_max); });
-    if (!chunk && chunk.status().code() == ErrorCode::limit_exceeded) {
-      // The worker pool is full (producers first): back off briefly instead of failing.
-      if (std::chrono::steady_clock::now() >= deadline || broker_.stopping()) co_return LiveChunk{};
-      asio::steady_timer pause(co_await asio::this_coro::executor, busy_retry_delay);
-      (void)co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      continue;
-    }
+    if (chunk || chunk.status().code() != ErrorCode::limit_exceeded || broker_.stopping()) co_return chunk;
+    // The worker pool is full (producers come first): back off briefly instead of failing.
+    asio::steady_timer pause(co_await asio::this_coro::executor, busy_retry_delay);
+    (void)co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<void> LiveReader::wait_for_data(std::chrono::steady_clock::time_point deadline) {
+  co_await broker_.wait_for_data(generation_before_read_, deadline);
+}
+
+asio::awaitable<Result<LiveChunk>> LiveReader::next_chunk(std::size_t messages_max, std::size_t bytes_max,
+                                                          std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto chunk = co_await read_available(messages_max, bytes_max);
     if (!chunk || !chunk->messages.empty()) co_return chunk;
     if (std::chrono::steady_clock::now() >= deadline || broker_.stopping()) co_return chunk;
-    co_await broker_.wait_for_data(generation, deadline);
-    if (std::chrono::steady_clock::now() >= deadline || broker_.stopping()) {
-      // One last pass after a wake-up at the deadline would only delay the heartbeat.
-      co_return LiveChunk{};
-    }
+    co_await wait_for_data(deadline);
+    // A wake-up at the deadline returns empty rather than delay the caller's heartbeat.
+    if (std::chrono::steady_clock::now() >= deadline || broker_.stopping()) co_return LiveChunk{};
   }
 }
 

@@ -82,6 +82,14 @@ class LiveReader {
   asio::awaitable<Result<LiveChunk>> next_chunk(std::size_t messages_max, std::size_t bytes_max,
                                                 std::chrono::steady_clock::time_point deadline);
 
+  // The two halves of next_chunk, for callers that must interrupt the wait (a WebSocket writer
+  // woken by new credit). read_available() reads what is readable now (possibly nothing) and
+  // must not be cancelled (its messages are consumed from the cursors when it returns);
+  // wait_for_data() waits until data may have arrived since the last read_available(), the
+  // deadline, or the broker stops, and may be cancelled at any time.
+  asio::awaitable<Result<LiveChunk>> read_available(std::size_t messages_max, std::size_t bytes_max);
+  asio::awaitable<void> wait_for_data(std::chrono::steady_clock::time_point deadline);
+
   // The next offset of every followed partition (after everything handed out so far).
   const std::map<std::uint32_t, Offset>& cursors() const { return cursors_; }
   std::string position_text() const { return format_position_text(cursors_); }
@@ -103,6 +111,7 @@ class LiveReader {
   std::vector<std::uint32_t> partitions_;
   std::size_t next_partition_index_ = 0;  // round robin across partitions for fairness
   std::uint64_t skipped_ = 0;
+  std::uint64_t generation_before_read_ = 0;  // the store's data generation before the last pass
 };
 
 }  // namespace msgstore::broker

@@ -14,6 +14,9 @@
 #include <limits>
 #include <variant>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -205,6 +208,8 @@ asio::awaitable<HttpResponse> server_sent_events(RequestContext& context) {
 // WebSocket
 
 using WebSocket = websocket::stream<beast::tcp_stream&>;
+// Linux TCP_CORK as an Asio socket option (Asio has no public name for it).
+using TcpCorkOption = asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>;
 
 // What the reader and the writer coroutines of one WebSocket share (one event loop, no locks).
 struct WebSocketState {
@@ -269,11 +274,6 @@ asio::awaitable<void> websocket_reader(WebSocket& socket, WebSocketState& state)
   state.wake.cancel();
 }
 
-asio::awaitable<std::optional<Result<broker::LiveChunk>>> next_chunk_optional(broker::LiveReader& reader, std::size_t messages_max,
-                                                                              std::size_t bytes_max, Clock::time_point deadline) {
-  co_return co_await reader.next_chunk(messages_max, bytes_max, deadline);
-}
-
 asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& socket, WebSocketState& state,
                                           broker::LiveReader* reader, std::optional<Status> open_error) {
   ServerContext& server = context.server;
@@ -308,15 +308,24 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
     }
     const std::size_t messages_max =
         static_cast<std::size_t>(std::min<std::uint64_t>(state.credit, limits::subscription_read_messages_max));
-    state.wake.expires_at(Clock::time_point::max());
-    auto outcome = co_await (next_chunk_optional(*reader, messages_max, chunk_bytes_max(server), Clock::now() + websocket_wait_slice) ||
-                             state.wake.async_wait(use_tuple));
-    if (outcome.index() != 0) continue;  // woken by the reader: re-check its news
-    Result<broker::LiveChunk>& chunk = **std::get_if<0>(&outcome);
+    // The read is never raced with the wake-up timer: its messages are consumed from the
+    // follower's cursors when it returns, so it must run to completion and be sent.
+    auto chunk = co_await reader->read_available(messages_max, chunk_bytes_max(server));
     if (!chunk) {
       co_await close_with(chunk.status());
       co_return;
     }
+    if (chunk->messages.empty()) {
+      if (state.peer_gone || state.protocol_error) continue;  // news that came during the read
+      // At the end of the log: wait for data, or for the reader's news (credit, errors, close).
+      state.wake.expires_at(Clock::time_point::max());
+      (void)co_await (reader->wait_for_data(Clock::now() + websocket_wait_slice) || state.wake.async_wait(use_tuple));
+      continue;
+    }
+    // One frame per message; corking the socket for the chunk lets the kernel pack many small
+    // frames into full segments (TCP_NODELAY is on for request/response traffic).
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(socket).socket().set_option(TcpCorkOption(true), ignored);
     for (const broker::LiveMessage& message : chunk->messages) {
       text = live_message_text(reader->stream(), message);
       socket.text(true);
@@ -324,6 +333,7 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
       if (error) co_return;
       --state.credit;
     }
+    beast::get_lowest_layer(socket).socket().set_option(TcpCorkOption(false), ignored);
     server.broker().statistics().fetched_messages.fetch_add(chunk->messages.size());
     server.broker().statistics().fetched_bytes.fetch_add(chunk->payload_bytes);
   }
