@@ -254,6 +254,26 @@ test('WebSocket credit: never more than granted, nothing lost when credit comes 
   }
 });
 
+test('WebSocket credit granted in small steps while a producer publishes: nothing lost, nothing repeated', async () => {
+  const server = await startServer();
+  try {
+    await createStream(server, 'steps', 1);
+    const client = wsClient(`${server.ws}/v1/streams/steps/ws?from=beginning`, 3);
+    // Grant 3 more every time the client has used all of its credit (grants race the server's reads).
+    client.socket.on('message', () => { if (client.messages.length === client.granted) client.grant(3); });
+    for (let round = 0; round < 20; ++round) {
+      await publishBatch(server, 'steps', [...Array(25).keys()].map((index) => ({ subject: 'steps.a', payload: `${round * 25 + index}` })));
+    }
+    await waitFor(() => client.messages.length >= 500, 15000, 'all 500 messages');
+    await sleep(200);
+    assert.equal(client.violations, 0);
+    assert.deepEqual(client.messages.map((message) => message.offset), [...Array(500).keys()]);
+    client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test('subject filter on both endpoints', async () => {
   const server = await startServer();
   try {
