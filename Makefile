@@ -38,13 +38,18 @@ asan: deps
 	cmake --build --preset asan
 	ctest --preset asan
 
-# The concurrency tests (the whole log and store suites) under ThreadSanitizer; any report
-# fails the run (TSAN_OPTIONS halt_on_error).
+# The concurrency tests (the whole log, store and server/broker suites, and the server binary
+# driven end to end) under ThreadSanitizer; any report fails the run (halt_on_error).
 tsan: deps
 	cmake --preset tsan >/dev/null
-	cmake --build --preset tsan --target store_test log_test
+	cmake --build --preset tsan --target store_test log_test server_test msgstore
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/log_test --gtest_brief=1
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/store_test --gtest_brief=1
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/server_test --gtest_brief=1
+	# The server's end-to-end suite (release test driver) against the ThreadSanitizer server binary.
+	cmake --build --preset $(PRESET) --target server_e2e_test
+	TSAN_OPTIONS="halt_on_error=1" MSGSTORE_BINARY=$(CURDIR)/build/tsan/src/cli/msgstore \
+	  ./build/$(PRESET)/tests/e2e/server_e2e_test --gtest_brief=1
 
 # msgstore against its peers (Redis, NATS JetStream, Mosquitto, PostgreSQL, SQLite, the bare
 # disk), every workload, report and plots in bench/results/ (bench/compare.py). Full: about

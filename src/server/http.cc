@@ -61,7 +61,8 @@ HttpResponse text_response(const RequestContext& context, http::status status, s
 }
 
 HttpResponse json_response(const RequestContext& context, http::status status, const json::value& body) {
-  return text_response(context, status, json::serialize(body), "application/json");
+  // A trailing newline keeps curl output readable in a terminal; JSON parsers ignore it.
+  return text_response(context, status, json::serialize(body) + "\n", "application/json");
 }
 
 std::string error_body(const Status& error, const json::object& details) {
@@ -71,13 +72,18 @@ std::string error_body(const Status& error, const json::object& details) {
   inner["details"] = details;
   json::object outer;
   outer["error"] = std::move(inner);
-  return json::serialize(outer);
+  return json::serialize(outer) + "\n";
 }
 
 HttpResponse error_response(const RequestContext& context, const Status& error, json::object details,
                             std::optional<http::status> status) {
-  return text_response(context, status.value_or(http_status_for(error.code())), error_body(error, details),
-                       "application/json");
+  const http::status chosen = status.value_or(http_status_for(error.code()));
+  HttpResponse response = text_response(context, chosen, error_body(error, details), "application/json");
+  // Overload and shutdown are temporary: tell clients when to come back.
+  if (chosen == http::status::too_many_requests || chosen == http::status::service_unavailable) {
+    response.message.set(http::field::retry_after, "1");
+  }
+  return response;
 }
 
 Result<std::uint64_t> query_unsigned(const RequestContext& context, std::string_view name, std::uint64_t default_value,

@@ -99,6 +99,8 @@ class ServerImpl {
     // completions are queued on stopped loops and destroyed with them), then the loops.
     broker_.stop();
     broker_.join();
+    // I/O objects before the io_contexts they belong to.
+    signals_.reset();
     acceptor_.reset();
     loops_.clear();
   }

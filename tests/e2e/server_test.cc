@@ -453,6 +453,15 @@ TEST_F(ServerTest, ConfigurationFileFlagsAndHelp) {
   EXPECT_NE(typo.err.find("max_conections"), std::string::npos) << typo.err;
   const ProcessResult bad_listen = run_process({binary_, "--data", data_.string(), "serve", "--listen", "nowhere"});
   EXPECT_EQ(bad_listen.exit_code, 2);
+  // Environment variables are read (and named in the error when wrong).
+  const ProcessResult bad_environment = run_process({binary_, "--data", data_.string(), "serve"}, {},
+                                                    {{"MSGSTORE_IDLE_TIMEOUT_MS", "soon"}});
+  EXPECT_EQ(bad_environment.exit_code, 2);
+  EXPECT_NE(bad_environment.err.find("MSGSTORE_IDLE_TIMEOUT_MS"), std::string::npos) << bad_environment.err;
+  const ProcessResult zero_workers = run_process({binary_, "--data", data_.string(), "serve"}, {},
+                                                 {{"MSGSTORE_WORKER_THREADS", "0"}});
+  EXPECT_EQ(zero_workers.exit_code, 2);
+  EXPECT_NE(zero_workers.err.find("worker_threads"), std::string::npos) << zero_workers.err;
 }
 
 TEST_F(ServerTest, SlowlorisIsCutWhileOthersAreServed) {
