@@ -118,6 +118,14 @@ std::string live_message_text(const std::string& stream, const broker::LiveMessa
   return json::serialize(object);
 }
 
+// The error shape on one line (error_body ends with a newline for terminals; an SSE data line
+// and a WebSocket frame carry it without).
+std::string error_text(const Status& error, const json::object& details) {
+  std::string body = error_body(error, details);
+  while (!body.empty() && body.back() == '\n') body.pop_back();
+  return body;
+}
+
 json::object error_details(const broker::LiveReader* reader, const std::string& stream) {
   json::object details{{"stream", stream}};
   if (reader != nullptr) details["position"] = reader->position_text();
@@ -154,7 +162,7 @@ asio::awaitable<void> stream_events(RequestContext& context, broker::LiveReader&
                                             Clock::now() + heartbeat);
     text.clear();
     if (!chunk) {
-      text = "event: error\ndata: " + error_body(chunk.status(), error_details(&reader, reader.stream())) + "\n\n";
+      text = "event: error\ndata: " + error_text(chunk.status(), error_details(&reader, reader.stream())) + "\n\n";
       (void)co_await write_text(text);
       co_return;
     }
@@ -279,7 +287,7 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
   ServerContext& server = context.server;
   const auto close_with = [&](const Status& error) -> asio::awaitable<void> {
     socket.text(true);
-    const std::string body = error_body(error, error_details(reader, context.parameter("stream")));
+    const std::string body = error_text(error, error_details(reader, context.parameter("stream")));
     auto [write_error, bytes] = co_await socket.async_write(asio::buffer(body), use_tuple);
     if (!write_error) (void)co_await socket.async_close(close_reason_for(error), use_tuple);
   };

@@ -344,6 +344,28 @@ test('unknown stream and bad parameters: the JSON error shape (HTTP for SSE, a f
   }
 });
 
+test('a stream deleted under live clients ends them with the error shape', async () => {
+  const server = await startServer();
+  try {
+    await createStream(server, 'doomed', 1);
+    await publishBatch(server, 'doomed', [{ subject: 'doomed.a', payload: 'one' }]);
+    const sse = sseClient(`${server.base}/v1/streams/doomed/events?from=beginning`);
+    const ws = wsClient(`${server.ws}/v1/streams/doomed/ws?from=beginning`, 10);
+    await waitFor(() => sse.events.length >= 1 && ws.messages.length >= 1, 5000, 'the first message');
+    const deleted = await fetch(`${server.base}/v1/streams/doomed`, { method: 'DELETE' });
+    assert.ok(deleted.status === 200 || deleted.status === 204, `delete answered ${deleted.status}`);
+    await waitFor(() => sse.exited && ws.closeCode !== null, 5000, 'both clients to be closed');
+    const last = sse.events[sse.events.length - 1];
+    assert.equal(last.event, 'error');
+    assert.equal(last.message.error.code, 'stream_not_found');
+    assert.equal(last.message.error.details.position, '0:1');
+    assert.equal(ws.errors[0].code, 'stream_not_found');
+    assert.equal(ws.closeCode, 4404);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('a stalled client neither blocks the producer nor another client', async () => {
   const server = await startServer(['--subscriber-queue-bytes-max', '65536']);
   try {
