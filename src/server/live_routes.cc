@@ -52,8 +52,12 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t websocket_client_message_bytes_max = 4096;
 // Credit a client may hold at once (the sum of its grants minus messages sent).
 constexpr std::uint64_t websocket_credit_max = 1'000'000'000;
-// How often a WebSocket follower with credit but no data re-checks for shutdown.
+// How often a WebSocket writer with credit but no data re-checks for shutdown (the broker's
+// stop also wakes it at once).
 constexpr std::chrono::milliseconds websocket_wait_slice{5000};
+// How often a WebSocket writer without credit re-checks for shutdown (nothing else wakes it
+// but a grant; a timer per idle connection per second costs nothing measurable).
+constexpr std::chrono::milliseconds websocket_credit_wait_slice{1000};
 
 // Query parameters the live endpoints accept; any other name is an error (a typo must not
 // silently start from the wrong place).
@@ -310,7 +314,7 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
     if (state.credit == 0) {
       // Nothing may be sent: wait for a grant (the reader cancels the timer) or re-check
       // shutdown after a while. The follower reads nothing meanwhile.
-      state.wake.expires_after(websocket_wait_slice);
+      state.wake.expires_after(websocket_credit_wait_slice);
       (void)co_await state.wake.async_wait(use_tuple);
       continue;
     }

@@ -400,3 +400,18 @@ test('a stalled client neither blocks the producer nor another client', async ()
     await server.stop();
   }
 });
+
+test('SIGTERM with live clients connected: they are ended and the server exits 0', async () => {
+  const server = await startServer();
+  await createStream(server, 'open', 1);
+  const sse = sseClient(`${server.base}/v1/streams/open/events`);
+  const waiting = wsClient(`${server.ws}/v1/streams/open/ws`, 10);     // at the end of the log
+  const noCredit = wsClient(`${server.ws}/v1/streams/open/ws`, 0);     // waiting for credit
+  await waitFor(() => sse.comments >= 1 && waiting.opened && noCredit.opened, 5000, 'the clients to connect');
+  const started = Date.now();
+  await server.stop();  // asserts exit status 0
+  assert.ok(Date.now() - started < 4000, 'live clients do not hold the shutdown until its deadline');
+  await waitFor(() => sse.exited && waiting.closeCode !== null && noCredit.closeCode !== null, 5000, 'the clients to be closed');
+  assert.equal(waiting.closeCode, 1001);
+  assert.equal(noCredit.closeCode, 1001);
+});
