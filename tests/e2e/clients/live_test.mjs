@@ -3,6 +3,7 @@
 // `ws` package for WebSocket. Run by ctest (label e2e) as `node --test live_test.mjs` with
 // MSGSTORE_BINARY set; every server is started with its own data directory and stopped by PID.
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -396,6 +397,35 @@ test('a stalled client neither blocks the producer nor another client', async ()
     stalledWs.close();
     healthy.close();
     late.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('WebSocket keepalive: a client answering pings stays, a silent peer is closed after the idle timeout', async () => {
+  const server = await startServer();  // websocket_idle_timeout_ms = 4000
+  try {
+    await createStream(server, 'quiet', 1);
+    const alive = wsClient(`${server.ws}/v1/streams/quiet/ws`, 10);  // ws answers pings itself
+    let pings = 0;
+    alive.socket.on('ping', () => { pings += 1; });
+    // A raw TCP peer that completes the upgrade, then never reads or answers anything.
+    const url = new URL(server.base);
+    const silent = connect(Number(url.port), '127.0.0.1');
+    let silentClosedAt = 0;
+    let response = '';
+    silent.on('data', (data) => { response += data; });
+    silent.on('close', () => { silentClosedAt = Date.now(); });
+    silent.on('error', () => {});
+    silent.write('GET /v1/streams/quiet/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+                 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    const started = Date.now();
+    await waitFor(() => response.startsWith('HTTP/1.1 101'), 5000, 'the raw upgrade');
+    await waitFor(() => silentClosedAt > 0, 9000, 'the silent peer to be closed');
+    assert.ok(silentClosedAt - started >= 3500, 'not before the idle timeout');
+    assert.ok(pings >= 1, 'the server pings an idle client');
+    assert.equal(alive.closeCode, null, 'a client that answers pings stays connected');
+    alive.close();
   } finally {
     await server.stop();
   }
