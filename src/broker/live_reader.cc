@@ -136,7 +136,11 @@ Result<LiveChunk> LiveReader::read_pass(std::size_t messages_max, std::size_t by
       if (base::subject_matches(options_.subject_pattern, message.subject)) {
         bytes += message_cost_bytes(message);
         chunk.payload_bytes += message.payload.size();
-        chunk.messages.push_back(LiveMessage{partition, message.to_message()});
+        if (options_.encode) {
+          chunk.messages.push_back(LiveMessage{partition, message.offset, Message{}, options_.encode(partition, message)});
+        } else {
+          chunk.messages.push_back(LiveMessage{partition, message.offset, message.to_message(), std::string()});
+        }
         if (chunk.messages.size() >= messages_max || bytes >= bytes_max) return ScanControl::stop;  // this one is taken
       }
       return ScanControl::proceed;
@@ -163,7 +167,7 @@ Result<LiveChunk> LiveReader::read_pass(std::size_t messages_max, std::size_t by
 
 std::string LiveReader::position_after(const LiveMessage& message) const {
   std::map<std::uint32_t, Offset> position = cursors_;
-  position[message.partition] = message.message.offset + 1;
+  position[message.partition] = message.offset + 1;
   return format_position_text(position);
 }
 

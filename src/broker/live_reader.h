@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -51,11 +52,17 @@ struct LiveReaderOptions {
   // name. A followed partition not named starts at its log start (it is newer than the
   // position the client holds).
   std::optional<std::map<std::uint32_t, Offset>> resume;
+  // Optional: turns a message into the front end's wire text on the worker thread that read it
+  // (so the event loop only writes). When set, LiveMessage::encoded holds the text and
+  // LiveMessage::message is left empty.
+  std::function<std::string(std::uint32_t partition, const MessageView& message)> encode;
 };
 
 struct LiveMessage {
   std::uint32_t partition = 0;
-  Message message;
+  Offset offset = 0;
+  Message message;      // the message, unless LiveReaderOptions::encode is set
+  std::string encoded;  // encode()'s text, if set
 };
 
 struct LiveChunk {

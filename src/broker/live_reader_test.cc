@@ -2,6 +2,7 @@
 // waking on publish. Each test runs coroutines on a real io_context over a real Store.
 #include "broker/live_reader.h"
 
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -160,6 +161,30 @@ TEST_F(LiveReaderTest, OnePartitionAndBadStarts) {
                 .status()
                 .code(),
             ErrorCode::invalid_argument);
+}
+
+TEST_F(LiveReaderTest, EncodesOnTheWorkerWhenAskedTo) {
+  publish("orders.a", "x");
+  publish("orders.b", "y");
+  LiveReaderOptions options{.stream = "orders", .start = StartPosition::from_beginning()};
+  options.encode = [](std::uint32_t partition, const MessageView& message) {
+    return std::to_string(partition) + "/" + std::to_string(message.offset) + "/" + std::string(message.payload);
+  };
+  auto reader = open(std::move(options));
+  ASSERT_NE(reader, nullptr);
+  auto messages = drain(*reader, 2);
+  ASSERT_EQ(messages.size(), 2u);
+  std::set<std::string> payloads;
+  for (const LiveMessage& message : messages) {
+    ASSERT_FALSE(message.encoded.empty());
+    const std::string payload = message.encoded.substr(message.encoded.size() - 1);
+    payloads.insert(payload);
+    EXPECT_EQ(message.encoded, std::to_string(message.partition) + "/0/" + payload);  // partitions start round robin anywhere
+    EXPECT_TRUE(message.message.payload.empty());
+    EXPECT_EQ(message.offset, 0u);
+  }
+  EXPECT_EQ(payloads, (std::set<std::string>{"x", "y"}));
+  EXPECT_NE(messages[0].partition, messages[1].partition);
 }
 
 TEST_F(LiveReaderTest, ADeletedStreamEndsTheFollowerWithAnError) {

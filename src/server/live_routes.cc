@@ -63,6 +63,15 @@ constexpr std::chrono::milliseconds websocket_credit_wait_slice{1000};
 // silently start from the wrong place).
 constexpr std::string_view live_parameters[] = {"offset", "time_ms", "from", "subject", "partition", "position"};
 
+// One message as the live endpoints send it: the read API's message object plus its origin.
+// Runs on the worker thread that read the message (LiveReaderOptions::encode).
+std::string live_message_text(const std::string& stream, std::uint32_t partition, const MessageView& message) {
+  json::object object{{"stream", stream}, {"partition", partition}};
+  json::object fields = message_to_json(message.to_message());
+  for (auto& field : fields) object.emplace(field.key(), std::move(field.value()));
+  return json::serialize(object);
+}
+
 // Decodes the start position, filters and resume position shared by SSE and WebSocket.
 // `last_event_id` (the SSE header) overrides `position`, which overrides the start parameters.
 Result<broker::LiveReaderOptions> parse_live_options(const RequestContext& context,
@@ -111,15 +120,10 @@ Result<broker::LiveReaderOptions> parse_live_options(const RequestContext& conte
     if (!parsed) return parsed.status();
     options.resume = std::move(*parsed);
   }
+  options.encode = [stream = options.stream](std::uint32_t partition, const MessageView& message) {
+    return live_message_text(stream, partition, message);
+  };
   return options;
-}
-
-// One message as the live endpoints send it: the read API's message object plus its origin.
-std::string live_message_text(const std::string& stream, const broker::LiveMessage& message) {
-  json::object object{{"stream", stream}, {"partition", message.partition}};
-  json::object fields = message_to_json(message.message);
-  for (auto& field : fields) object.emplace(field.key(), std::move(field.value()));
-  return json::serialize(object);
 }
 
 // The error shape on one line (error_body ends with a newline for terminals; an SSE data line
@@ -177,7 +181,7 @@ asio::awaitable<void> stream_events(RequestContext& context, broker::LiveReader&
         text += "id: ";
         text += reader.position_after(message);
         text += "\nevent: message\ndata: ";
-        text += live_message_text(reader.stream(), message);
+        text += message.encoded;
         text += "\n\n";
       }
       server.broker().statistics().fetched_messages.fetch_add(chunk->messages.size());
@@ -299,7 +303,6 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
     co_await close_with(*open_error);
     co_return;
   }
-  std::string text;
   for (;;) {
     if (state.protocol_error && !state.peer_gone) {
       co_await close_with(*state.protocol_error);
@@ -339,9 +342,8 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
     boost::system::error_code ignored;
     beast::get_lowest_layer(socket).socket().set_option(TcpCorkOption(true), ignored);
     for (const broker::LiveMessage& message : chunk->messages) {
-      text = live_message_text(reader->stream(), message);
       socket.text(true);
-      auto [error, bytes] = co_await socket.async_write(asio::buffer(text), use_tuple);
+      auto [error, bytes] = co_await socket.async_write(asio::buffer(message.encoded), use_tuple);
       if (error) co_return;
       --state.credit;
     }
