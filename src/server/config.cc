@@ -142,6 +142,12 @@ const std::vector<Setting>& server_settings() {
                      "Largest wait_ms a read may ask for; larger values are clamped."),
       number_setting("shutdown_timeout_ms", &ServerConfig::shutdown_timeout_ms,
                      "On SIGTERM/SIGINT, how long in-flight requests may take before they are cut."),
+      number_setting("subscriber_queue_bytes_max", &ServerConfig::subscriber_queue_bytes_max,
+                     "Live streams (SSE, WebSocket): bytes read for one subscriber and not yet written; its reader pauses there."),
+      number_setting("live_heartbeat_interval_ms", &ServerConfig::live_heartbeat_interval_ms,
+                     "Server-Sent Events: a heartbeat comment after this long without an event."),
+      number_setting("websocket_idle_timeout_ms", &ServerConfig::websocket_idle_timeout_ms,
+                     "WebSocket: ping after half of this without a frame from the client; close after all of it."),
       boolean_setting("log_requests", &ServerConfig::log_requests, "Write one JSON log line per request."),
   };
   return settings;

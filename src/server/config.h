@@ -42,6 +42,11 @@ struct ServerConfig {
   std::uint32_t write_timeout_ms = 30000;        // to send one response
   std::uint32_t long_poll_wait_ms_max = 300000;
   std::uint32_t shutdown_timeout_ms = 10000;     // in-flight requests get this long on SIGTERM
+  // Live streams (SSE, WebSocket): bytes one subscriber may have read from the log and not yet
+  // written to its socket (the outbound queue); its follower pauses at this bound.
+  std::uint64_t subscriber_queue_bytes_max = 1024 * 1024;
+  std::uint32_t live_heartbeat_interval_ms = 15000;  // SSE comment line when no event was sent
+  std::uint32_t websocket_idle_timeout_ms = 60000;   // ping after half of it; close after all of it
   bool log_requests = false;                     // one JSON log line per request
 };
 

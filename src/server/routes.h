@@ -12,6 +12,8 @@ void register_system_routes(Router& router, ServerContext& context);  // healthz
 void register_stream_routes(Router& router, ServerContext& context);  // streams, publish, read
 void register_consumer_routes(Router& router, ServerContext& context);  // durable consumers
 
+void register_live_routes(Router& router, ServerContext& context);    // SSE and WebSocket live streams
+
 void register_all_routes(Router& router, ServerContext& context);
 
 }  // namespace msgstore::server
