@@ -47,4 +47,10 @@ inline constexpr std::size_t subscriptions_max = 4096;
 inline constexpr std::size_t read_messages_max = 100'000;
 inline constexpr std::size_t read_bytes_max = 64 * 1024 * 1024;
 
+// Message indexes and queries (src/index, include/msgstore/query.h).
+inline constexpr std::size_t indexed_headers_max = 16;    // header names one stream may index
+inline constexpr std::size_t query_results_max = 100'000; // one query page returns at most this
+inline constexpr std::size_t query_header_equals_max = 64;
+inline constexpr std::size_t query_cursor_bytes_max = 4096;
+
 }  // namespace msgstore::limits

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "msgstore/message.h"
+#include "msgstore/query.h"
 #include "msgstore/status.h"
 #include "msgstore/stream.h"
 
@@ -71,8 +72,7 @@ struct ReadResult {
   Offset high_watermark = 0;  // one past the newest readable message
 };
 
-// What a MessageView callback returns: keep going or stop the scan.
-enum class ScanControl : bool { stop = false, proceed = true };
+// ScanControl (what a MessageView callback returns) is in query.h.
 
 // A delivered message with its origin, for subscription handlers.
 struct Delivery {
@@ -182,6 +182,11 @@ class Store {
   // `seen_generation` (or for the timeout, or close). For threads that prefer to block.
   std::uint64_t data_generation() const;
   void wait_for_data(std::uint64_t seen_generation, std::chrono::milliseconds timeout) const;
+
+  // Finds messages by key, subject, indexed header values, time and offset ranges and payload
+  // text (include/msgstore/query.h). Matches stream through `callback`, at most query.limit;
+  // the result carries the cursor of the next page and what the query read.
+  Result<QueryResult> query(const Query& query, const QueryCallback& callback) const;
 
   // Checks every checksum and index of every stream (or of one stream).
   Result<VerifyReport> verify(std::string_view stream = {}) const;

@@ -10,6 +10,7 @@
 #include "base/hash.h"
 #include "base/subject.h"
 #include "io/metadata_file.h"
+#include "index/query_engine.h"
 #include "log/record_batch.h"
 #include "store/store_impl.h"
 #include "store/stream_config.h"
@@ -36,6 +37,10 @@ bool is_environment_error(const Status& status) {
 
 Status with_context(const Status& status, const std::string& context) {
   return Status(status.code(), context + ": " + status.message());
+}
+
+index::IndexConfiguration index_configuration_for(const StreamConfig& config) {
+  return index::make_index_configuration(config.indexes_enabled, config.indexed_headers);
 }
 
 }  // namespace
@@ -138,6 +143,9 @@ Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partit
                                        store::log_options_for(state.config), nullptr, nullptr);
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
+    auto index = index::PartitionIndex::attach(*file_system_, *shared, index_configuration_for(state.config));
+    if (!index) return index.status();
+    state.indexes.push_back(std::move(*index));
     std::weak_ptr<StoreImpl> self = weak_from_this();
     shared->set_data_listener([self] {
       if (auto store = self.lock()) store->notify_data();
@@ -325,6 +333,7 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
   MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
                                                    store::stream_meta_version, store::encode_stream_config(config)));
   for (const auto& partition : state->partitions) partition->set_options(store::log_options_for(config));
+  for (const auto& index : state->indexes) index->set_configuration(index_configuration_for(config));
   auto updated = std::make_shared<StreamTable>(*table);
   (*updated)[config.name] = state;
   install_table(updated);
@@ -590,6 +599,24 @@ Result<Offset> StoreImpl::resolve_start(std::string_view stream, std::uint32_t p
   return Status(ErrorCode::invalid_argument, "unknown start position");
 }
 
+Result<QueryResult> StoreImpl::query(const Query& query, const QueryCallback& callback) const {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  MSGSTORE_RETURN_IF_ERROR(index::validate_query(query));
+  const auto table = streams();  // held: the query reads this snapshot of the streams
+  std::vector<index::QueryStream> scope;
+  for (const auto& [name, state] : *table) {
+    if (!query.stream.empty() && name != query.stream) continue;
+    if (!query.stream.empty() && query.partition && *query.partition >= state->partitions.size()) {
+      return Status(ErrorCode::partition_not_found, "stream '" + name + "' has no partition " + std::to_string(*query.partition));
+    }
+    scope.push_back({name, index_configuration_for(state->config), state->partitions, state->indexes});
+  }
+  if (!query.stream.empty() && scope.empty()) {
+    return Status(ErrorCode::stream_not_found, "stream '" + query.stream + "' does not exist");
+  }
+  return index::run_query(query, scope, callback);
+}
+
 Result<VerifyReport> StoreImpl::verify(std::string_view stream) const {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
   VerifyReport report;
@@ -647,6 +674,9 @@ Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_
 Result<std::vector<Position>> Store::publish_to(std::string_view stream, std::span<const OutgoingMessage> messages) {
   if (stream.empty()) return Status(ErrorCode::invalid_argument, "publish_to needs a stream name");
   return impl_->publish(messages, stream);
+}
+Result<QueryResult> Store::query(const Query& query, const QueryCallback& callback) const {
+  return impl_->query(query, callback);
 }
 Status Store::run_maintenance() { return impl_->run_maintenance(); }
 std::unique_ptr<DataListenerHandle> Store::add_data_listener(std::function<void()> listener) {
