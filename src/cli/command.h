@@ -60,5 +60,6 @@ void add_read_commands(CLI::App& app, const GlobalOptions& global, Commands& com
 void add_verify_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 void add_dump_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 void add_demo_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
+void add_query_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 
 }  // namespace msgstore::cli

@@ -72,6 +72,7 @@ int run(int argc, char** argv) {
   add_verify_command(app, global, commands);
   add_dump_command(app, global, commands);
   add_demo_command(app, global, commands);
+  add_query_command(app, global, commands);
 
   try {
     app.parse(argc, argv);

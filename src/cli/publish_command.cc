@@ -151,11 +151,9 @@ Status publish_stdin(Publisher& publisher) {
 int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
   std::vector<HeaderView> headers;
   for (const std::string& header : flags.headers) {
-    const std::size_t equals = header.find('=');
-    if (equals == std::string::npos || equals == 0) {
-      return usage_error("--header: '" + header + "' is not name=value with a non-empty name");
-    }
-    headers.push_back({std::string_view(header).substr(0, equals), std::string_view(header).substr(equals + 1)});
+    auto parsed = parse_header_assignment(header, "--header");
+    if (!parsed) return usage_error(parsed.status());
+    headers.push_back(*parsed);
   }
   TimestampMs timestamp_ms = timestamp_now;
   if (flags.timestamp_option->count() > 0) {
