@@ -8,7 +8,6 @@
 #include "base/subject.h"
 #include "log/format.h"
 #include "msgstore/limits.h"
-#include "msgstore/stream.h"
 
 namespace msgstore::index {
 namespace {
@@ -463,14 +462,14 @@ Result<QueryCursor> decode_cursor(std::string_view text) {
   const std::size_t stream_bytes = base::load_u16(data + 21);
   if (stream_bytes + fixed_bytes != bytes->size()) return malformed_cursor("length mismatch");
   cursor.stream.assign(data + 23, stream_bytes);
-  if (!validate_stream_name(cursor.stream).is_ok()) return malformed_cursor("bad stream name");
+  // (The store checks names; here only what any stream name is: 1 to 255 bytes.)
+  if (cursor.stream.empty() || cursor.stream.size() > limits::stream_name_bytes_max) return malformed_cursor("bad stream name");
   if (cursor.partition >= limits::partitions_per_stream_max) return malformed_cursor("bad partition");
   return cursor;
 }
 
 Status validate_query(const Query& query) {
   auto invalid = [](std::string message) { return Status(ErrorCode::invalid_argument, std::move(message)); };
-  if (!query.stream.empty()) MSGSTORE_RETURN_IF_ERROR(validate_stream_name(query.stream));
   if (query.limit == 0 || query.limit > limits::query_results_max) {
     return invalid("limit must be 1 to " + std::to_string(limits::query_results_max));
   }

@@ -601,6 +601,7 @@ Result<Offset> StoreImpl::resolve_start(std::string_view stream, std::uint32_t p
 
 Result<QueryResult> StoreImpl::query(const Query& query, const QueryCallback& callback) const {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
+  if (!query.stream.empty()) MSGSTORE_RETURN_IF_ERROR(validate_stream_name(query.stream));
   MSGSTORE_RETURN_IF_ERROR(index::validate_query(query));
   const auto table = streams();  // held: the query reads this snapshot of the streams
   std::vector<index::QueryStream> scope;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long fuzzing run: every libFuzzer target (ASan + UBSan) for SECONDS each, two at a time
 # (two cores), at low priority (nice), then one summary line per target.
-#   tests/fuzz/long.sh          3600 seconds per target (about 2 hours of wall time for 3 targets)
+#   tests/fuzz/long.sh          3600 seconds per target (about 3 hours of wall time for 5 targets)
 #   tests/fuzz/long.sh 60       one minute per target: checks that this script works
 # Environment: FUZZ_PARALLEL (default 2) targets at once, FUZZ_NICE (default 10) niceness.
 #
@@ -17,7 +17,7 @@ seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 build=build/fuzz
-targets=(batch_decoder recovery_scanner metadata_decoder)
+targets=(batch_decoder recovery_scanner metadata_decoder index_file cursor)
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
