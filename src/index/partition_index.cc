@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "io/metadata_file.h"
 #include "log/format.h"
 
 namespace msgstore::index {
@@ -43,6 +42,21 @@ Status index_segment_log(const log::Segment& segment, Offset end_offset, const I
   }
   bytes_read += scanner->position() - scanned_from;
   return Status::ok();
+}
+
+Status PartitionIndex::write_index_file(const std::filesystem::path& path, std::string_view image) {
+  // Written whole under a temporary name, then renamed, so a reader never sees a partial
+  // file; not synced: the file is checked against its checksums and the segment on every
+  // load, so one a crash garbled or lost is rebuilt, and the append path saves two fsyncs.
+  auto temporary = path;
+  temporary += ".tmp";
+  auto file = file_system_.open(temporary, OpenMode::create_truncate);
+  if (!file) return file.status();
+  Status written = (*file)->write_at(0, image.data(), image.size());
+  file->reset();
+  if (written.is_ok()) written = file_system_.rename(temporary, path);
+  if (!written.is_ok()) (void)file_system_.remove(temporary);
+  return written;
 }
 
 PartitionIndex::PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration)
@@ -127,7 +141,7 @@ void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
     const std::string image = SegmentIndexBuilder::encode({&backfill_, &live_}, active_base_, segment.readable_bytes(),
                                                           segment.next_offset(), configuration_.fingerprint);
     // Derived data: if this fails (full disk, I/O error) the file is rebuilt when needed.
-    (void)io::write_file_atomically(file_system_, index_file_path(log_.directory(), active_base_), image);
+    (void)write_index_file(index_file_path(log_.directory(), active_base_), image);
   }
   // The next segment starts where this one ended; its first append resets the builders.
   backfill_.clear();
@@ -207,7 +221,7 @@ Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log
     // Only for a segment the log still has (retention may have removed it meanwhile).
     const auto segments = log_.segments_snapshot();
     const bool still_there = std::any_of(segments.begin(), segments.end(), [&](const auto& other) { return other.get() == &segment; });
-    if (still_there && segments.back().get() != &segment) (void)io::write_file_atomically(file_system_, path, image);
+    if (still_there && segments.back().get() != &segment) (void)write_index_file(path, image);
     std::uint64_t ignored = 0;
     auto opened = SegmentIndexFile::open(memory_file(std::move(image)), ignored);
     if (!opened) return opened.status();

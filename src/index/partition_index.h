@@ -62,6 +62,8 @@ class PartitionIndex final : public log::LogObserver {
   // `distrust_file`: a posting run of the file failed its checksum, rebuild it regardless.
   Result<std::shared_ptr<SegmentIndexFile>> sealed_index(const log::Segment& segment, QueryStatistics& statistics,
                                                          bool distrust_file = false);
+  // Replaces `path` with `image` (temporary file and rename; no sync, see the .cc).
+  Status write_index_file(const std::filesystem::path& path, std::string_view image);
   // Indexes the active segment's offsets below live_from_ from the log, if not done yet.
   Status ensure_active_backfilled(const log::Segment& segment, QueryStatistics& statistics);
 

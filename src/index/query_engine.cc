@@ -218,24 +218,25 @@ bool QueryRun::offer(const MessageView& message) {
 Status QueryRun::read_batch(const log::Segment& segment, std::uint64_t position) {
   const std::uint64_t end = segment.readable_bytes();
   if (position >= end) return Status(ErrorCode::corruption, "index points past the end of segment " + std::to_string(segment.base_offset()));
-  char header[log::format::batch_header_bytes];
-  const std::size_t header_bytes = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof header, end - position));
-  auto got = segment.log_file().read_at(position, header, header_bytes);
-  if (!got) return got.status();
-  result_.statistics.bytes_read += *got;
   auto damaged = [&] {
     return Status(ErrorCode::corruption, "segment " + std::to_string(segment.base_offset()) + ": the batch at byte " +
                                              std::to_string(position) + " is damaged and not served");
   };
-  if (*got != header_bytes || log::check_batch_header(header, static_cast<std::size_t>(std::min<std::uint64_t>(end - position, UINT32_MAX)),
-                                                      batch_header_) != log::HeaderCheck::valid) {
-    return damaged();
-  }
-  batch_buffer_.resize(batch_header_.batch_bytes);
-  got = segment.log_file().read_at(position, batch_buffer_.data(), batch_buffer_.size());
+  // The header first, then exactly the batch: a point read copies no more than one batch.
+  const std::size_t available = static_cast<std::size_t>(std::min<std::uint64_t>(end - position, UINT32_MAX));
+  char header[log::format::batch_header_bytes];
+  auto got = segment.log_file().read_at(position, header, std::min(available, sizeof header));
   if (!got) return got.status();
   result_.statistics.bytes_read += *got;
-  if (*got != batch_buffer_.size() || !log::check_batch_body(batch_buffer_.data(), batch_header_)) return damaged();
+  if (*got < sizeof header || log::check_batch_header(header, available, batch_header_) != log::HeaderCheck::valid) return damaged();
+  batch_buffer_.resize(batch_header_.batch_bytes);
+  std::memcpy(batch_buffer_.data(), header, sizeof header);
+  const std::size_t rest = batch_header_.batch_bytes - sizeof header;
+  got = segment.log_file().read_at(position + sizeof header, batch_buffer_.data() + sizeof header, rest);
+  if (!got) return got.status();
+  result_.statistics.bytes_read += *got;
+  if (*got != rest) return damaged();
+  if (!log::check_batch_body(batch_buffer_.data(), batch_header_)) return damaged();
   return Status::ok();
 }
 
@@ -300,6 +301,13 @@ Status QueryRun::scan_range(log::Segment& segment, std::uint64_t position, std::
       }
       return Status(ErrorCode::corruption, "segment " + std::to_string(segment.base_offset()) + ": the batch at byte " +
                                                std::to_string(scanner->position()) + " is damaged and not served");
+    }
+    // Payloads are stored as they are, so a payload holding the text means the batch holds it:
+    // a batch without it has no match, and is not decoded.
+    if (query_.payload_contains) {
+      const char* body = scanner->batch() + log::format::batch_header_bytes;
+      const std::string& needle = *query_.payload_contains;
+      if (memmem(body, header.batch_bytes - log::format::batch_header_bytes, needle.data(), needle.size()) == nullptr) continue;
     }
     bool keep_going = true;
     MSGSTORE_RETURN_IF_ERROR(decoder_.decode(scanner->batch(), header, [&](const MessageView& message) {
