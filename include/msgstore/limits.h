@@ -43,6 +43,17 @@ inline constexpr std::size_t subscription_read_messages_max = 1024;
 inline constexpr std::size_t subscription_read_bytes_max = 4 * 1024 * 1024;
 inline constexpr std::size_t subscriptions_max = 4096;
 
+// Duplicate suppression (StreamConfig::dedup_window_ms, OutgoingMessage::message_id). The
+// dedup table of a stream holds at most dedup_entries_max ids still inside the window; a
+// publish of a new id beyond it fails with limit_exceeded rather than forgetting an id early.
+inline constexpr std::size_t message_id_bytes_max = 256;
+inline constexpr std::int64_t dedup_window_ms_default = 2 * 60 * 1000;
+inline constexpr std::int64_t dedup_window_ms_max = 7ll * 24 * 3600 * 1000;
+inline constexpr std::size_t dedup_entries_max = 1'000'000;
+
+// Per-message time to live (OutgoingMessage::ttl_ms, the Msgstore-TTL-Ms header).
+inline constexpr std::int64_t ttl_ms_max = 100ll * 365 * 24 * 3600 * 1000;
+
 // Reads: one call returns at most this much.
 inline constexpr std::size_t read_messages_max = 100'000;
 inline constexpr std::size_t read_bytes_max = 64 * 1024 * 1024;

@@ -35,6 +35,9 @@ enum class ErrorCode : std::uint16_t {
   limit_exceeded = 15,      // a named limit (include/msgstore/limits.h) was exceeded
   partition_not_found = 16,
   timed_out = 17,
+  // A conditional append (OutgoingMessage::expected_offset) found another last offset; the
+  // Status carries the actual one in actual_offset(). Nothing was stored.
+  expected_offset_mismatch = 18,
 };
 
 // The stable snake_case name of a code, e.g. "stream_not_found".
@@ -44,6 +47,9 @@ class [[nodiscard]] Status {
  public:
   Status() noexcept = default;
   Status(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  // An error with a machine-readable offset detail (see actual_offset()).
+  Status(ErrorCode code, std::string message, std::uint64_t actual_offset)
+      : code_(code), message_(std::move(message)), actual_offset_(actual_offset) {}
 
   static Status ok() noexcept { return Status(); }
 
@@ -51,6 +57,9 @@ class [[nodiscard]] Status {
   explicit operator bool() const noexcept { return is_ok(); }
   ErrorCode code() const noexcept { return code_; }
   const std::string& message() const noexcept { return message_; }
+  // For expected_offset_mismatch: the partition's (or key's) actual last offset, or
+  // msgstore::expected_offset_empty (message.h) when there is none. Empty for other errors.
+  const std::optional<std::uint64_t>& actual_offset() const noexcept { return actual_offset_; }
 
   // "code_name: message", for logs and the CLI.
   std::string to_string() const;
@@ -58,6 +67,7 @@ class [[nodiscard]] Status {
  private:
   ErrorCode code_ = ErrorCode::ok;
   std::string message_;
+  std::optional<std::uint64_t> actual_offset_;
 };
 
 // Result<T>: either a value or a non-ok Status.

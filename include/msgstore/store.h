@@ -148,6 +148,10 @@ class Store {
   Status delete_stream(std::string_view name);
 
   // Publishing: routed by subject; returns one Position per (message, capturing stream).
+  // Policies (message.h): a message id seen within a stream's dedup window yields the
+  // original's Position with duplicate = true and stores nothing there; an expected_offset
+  // that does not match fails the whole publish with expected_offset_mismatch; a TTL hides
+  // the message from every read once it has passed.
   Result<std::vector<Position>> publish(const OutgoingMessage& message);
   Result<std::vector<Position>> publish_batch(std::span<const OutgoingMessage> messages);
   // A direct append to one stream, whatever its subject patterns (the subject is still

@@ -44,6 +44,11 @@ struct StreamConfig {
   // index files from the log on their next use.
   bool indexes_enabled = true;
   std::vector<std::string> indexed_headers;
+  // Duplicate suppression: a message id (OutgoingMessage::message_id) seen within this window
+  // is not stored again; the publish returns the original Position. 0 = off. At most
+  // limits::dedup_window_ms_max. Measured from when the original was appended (after a
+  // restart: from its timestamp).
+  std::int64_t dedup_window_ms = limits::dedup_window_ms_default;
 
   bool operator==(const StreamConfig&) const = default;
 };

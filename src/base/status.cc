@@ -22,6 +22,7 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::limit_exceeded: return "limit_exceeded";
     case ErrorCode::partition_not_found: return "partition_not_found";
     case ErrorCode::timed_out: return "timed_out";
+    case ErrorCode::expected_offset_mismatch: return "expected_offset_mismatch";
   }
   return "unknown";
 }

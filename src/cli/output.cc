@@ -27,6 +27,7 @@ std::string stream_config_json(const StreamConfig& config) {
       .add("segment_age_ms", config.segment_age_ms)
       .add("indexes_enabled", config.indexes_enabled)
       .add_raw("indexed_headers", json_string_array(config.indexed_headers))
+      .add("dedup_window_ms", config.dedup_window_ms)
       .finish();
 }
 
@@ -115,12 +116,13 @@ std::string record_json(const MessageView& message) {
 }
 
 std::string position_json(const Position& position, std::uint64_t index) {
-  return JsonObject()
-      .add("stream", position.stream)
+  JsonObject object;
+  object.add("stream", position.stream)
       .add("partition", position.partition)
       .add("offset", std::uint64_t{position.offset})
-      .add("index", index)
-      .finish();
+      .add("index", index);
+  if (position.duplicate) object.add("duplicate", true);  // only then, so ordinary acks keep their shape
+  return object.finish();
 }
 
 }  // namespace msgstore::cli

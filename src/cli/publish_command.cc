@@ -1,5 +1,10 @@
 // publish SUBJECT [MESSAGE...]: one message per argument, or one per line of stdin.
 //
+// Policies: --ttl gives every message a time to live; --message-id (duplicate suppression)
+// and --expected-offset (conditional append on the partition's last offset) describe one
+// message, so they need exactly one MESSAGE argument. A duplicate's ack line is the
+// original's position with "duplicate":true.
+//
 // The ack contract (tests/e2e/kill9_test.cc relies on it): a line
 // {"stream":..,"partition":..,"offset":..,"index":..} is written and flushed only after
 // publish_batch returned ok, so under fsync=always a printed line means the message is on
@@ -10,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "cli/command.h"
 #include "cli/output.h"
@@ -28,14 +34,32 @@ struct PublishFlags {
   CLI::Option* timestamp_option = nullptr;
   std::string batch = "1";
   bool quiet = false;
+  std::string message_id;
+  CLI::Option* message_id_option = nullptr;
+  std::string expected_offset;
+  CLI::Option* expected_offset_option = nullptr;
+  std::string ttl;
+  CLI::Option* ttl_option = nullptr;
+};
+
+// What the policy flags ask of every message of this invocation.
+struct Policies {
+  std::optional<std::string_view> message_id;
+  std::optional<Offset> expected_offset;
+  std::optional<std::int64_t> ttl_ms;
 };
 
 // Collects messages into batches of up to `batch_size` and publishes them.
 class Publisher {
  public:
   Publisher(Store& store, const PublishFlags& flags, std::vector<HeaderView> headers, TimestampMs timestamp_ms,
-            std::size_t batch_size)
-      : store_(store), flags_(flags), headers_(std::move(headers)), timestamp_ms_(timestamp_ms), batch_size_(batch_size) {}
+            std::size_t batch_size, Policies policies)
+      : store_(store),
+        flags_(flags),
+        headers_(std::move(headers)),
+        timestamp_ms_(timestamp_ms),
+        batch_size_(batch_size),
+        policies_(policies) {}
 
   bool has_pending() const { return !pending_.empty(); }
 
@@ -57,6 +81,9 @@ class Publisher {
       message.headers = headers_;
       message.payload = payload;
       message.timestamp_ms = timestamp_ms_;
+      message.message_id = policies_.message_id;
+      message.expected_offset = policies_.expected_offset;
+      message.ttl_ms = policies_.ttl_ms;
       messages.push_back(message);
     }
     auto positions = store_.publish_batch(messages);
@@ -68,7 +95,11 @@ class Publisher {
       // The store numbers messages within the batch; ours count from the start of the input.
       constexpr std::string_view batch_prefix = "message 0: ";
       if (pending_.size() == 1 && reason.substr(0, batch_prefix.size()) == batch_prefix) reason.remove_prefix(batch_prefix.size());
-      return Status(positions.status().code(), which + " not published: " + std::string(reason));
+      std::string detail;
+      if (const auto& actual = positions.status().actual_offset()) {  // for scripts: the offset to expect next time
+        detail = *actual == expected_offset_empty ? " (actual_offset=empty)" : " (actual_offset=" + std::to_string(*actual) + ")";
+      }
+      return Status(positions.status().code(), which + " not published: " + std::string(reason) + detail);
     }
     if (!flags_.quiet) {
       for (const Position& position : *positions) {
@@ -89,6 +120,7 @@ class Publisher {
   std::vector<HeaderView> headers_;
   TimestampMs timestamp_ms_;
   std::size_t batch_size_;
+  Policies policies_;
   std::vector<std::string> pending_;
   std::uint64_t next_index_ = 0;
 };
@@ -164,10 +196,31 @@ int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
   auto batch = parse_unsigned(flags.batch, "--batch", limits::messages_per_publish_max);
   if (!batch) return usage_error(batch.status());
   if (*batch == 0) return usage_error("--batch: must be at least 1");
+  Policies policies;
+  const bool single_message_flags = flags.message_id_option->count() > 0 || flags.expected_offset_option->count() > 0;
+  if (single_message_flags && flags.messages.size() != 1) {
+    return usage_error("--message-id and --expected-offset describe one message: give exactly one MESSAGE argument");
+  }
+  if (flags.message_id_option->count() > 0) policies.message_id = flags.message_id;
+  if (flags.expected_offset_option->count() > 0) {
+    if (flags.expected_offset == "empty") {
+      policies.expected_offset = expected_offset_empty;
+    } else {
+      auto expected = parse_unsigned(flags.expected_offset, "--expected-offset", expected_offset_empty - 1);
+      if (!expected) return usage_error(Status(ErrorCode::invalid_argument, expected.status().message() + " or 'empty'"));
+      policies.expected_offset = *expected;
+    }
+  }
+  if (flags.ttl_option->count() > 0) {
+    auto ttl = parse_duration_ms(flags.ttl, "--ttl");
+    if (!ttl) return usage_error(ttl.status());
+    if (*ttl <= 0) return usage_error("--ttl: must be positive (e.g. 500ms, 30s, 15m)");
+    policies.ttl_ms = *ttl;
+  }
 
   auto store = open_store(global, /*create_if_missing=*/false);
   if (!store) return fail(store.status());
-  Publisher publisher(**store, flags, std::move(headers), timestamp_ms, static_cast<std::size_t>(*batch));
+  Publisher publisher(**store, flags, std::move(headers), timestamp_ms, static_cast<std::size_t>(*batch), policies);
   Status published;
   if (!flags.messages.empty()) {
     for (const std::string& message : flags.messages) {
@@ -203,6 +256,18 @@ void add_publish_command(CLI::App& app, const GlobalOptions& global, Commands& c
   publish->add_option("--batch", flags->batch, "Messages per publish call when reading stdin or arguments (default 1)")
       ->type_name("N");
   publish->add_flag("--quiet,-q", flags->quiet, "Do not print ack lines");
+  flags->message_id_option =
+      publish->add_option("--message-id", flags->message_id,
+                          "Message id for duplicate suppression: a repeat within the stream's dedup window stores nothing "
+                          "and acks the original position with \"duplicate\":true (one MESSAGE)")
+          ->type_name("ID");
+  flags->expected_offset_option =
+      publish->add_option("--expected-offset", flags->expected_offset,
+                          "Conditional append: the partition's expected last offset, or 'empty'; on mismatch nothing is "
+                          "stored and the error (expected_offset_mismatch) gives actual_offset (one MESSAGE)")
+          ->type_name("OFFSET");
+  flags->ttl_option = publish->add_option("--ttl", flags->ttl, "Time to live of every message (500ms, 30s, 15m, 2h, 7d)")
+                          ->type_name("DURATION");
   commands.push_back({publish, [&global, flags] { return run_publish(global, *flags); }});
 }
 

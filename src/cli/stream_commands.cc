@@ -16,6 +16,8 @@ struct StreamFlags {
   std::vector<std::string> subjects;
   std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
   std::string index_headers, indexes;
+  std::string dedup_window;
+  CLI::Option* dedup_window_option = nullptr;
   CLI::Option* subjects_option = nullptr;
   CLI::Option* index_headers_option = nullptr;
   CLI::Option* indexes_option = nullptr;
@@ -64,6 +66,10 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
           ->type_name("NAMES");
   flags.indexes_option =
       command->add_option("--indexes", flags.indexes, "Key, subject and header indexes: on (default) or off")->type_name("on|off");
+  flags.dedup_window_option =
+      command->add_option("--dedup-window", flags.dedup_window,
+                          "Duplicate suppression window for message ids (default 2m, 0 = off)")
+          ->type_name("DURATION");
 }
 
 // Applies the flags that were given on top of `config`.
@@ -120,6 +126,11 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
   if (flags.indexes_option->count() > 0) {
     if (flags.indexes != "on" && flags.indexes != "off") return Status(ErrorCode::invalid_argument, "--indexes: on or off");
     config.indexes_enabled = flags.indexes == "on";
+  }
+  if (flags.dedup_window_option->count() > 0) {
+    auto value = parse_duration_ms(flags.dedup_window, "--dedup-window");
+    if (!value) return value.status();
+    config.dedup_window_ms = *value;
   }
   return Status::ok();
 }

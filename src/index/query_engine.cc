@@ -7,6 +7,7 @@
 #include "base/crc32c.h"
 #include "base/subject.h"
 #include "log/format.h"
+#include "log/message_policy.h"
 #include "msgstore/limits.h"
 
 namespace msgstore::index {
@@ -186,6 +187,7 @@ class QueryRun {
   const Query& query_;
   const QueryCallback& callback_;
   const std::uint64_t fingerprint_;
+  const TimestampMs now_ms_ = log::system_clock_ms();
   QueryResult result_;
   bool stopped_ = false;
   std::size_t delivered_ = 0;
@@ -198,7 +200,8 @@ class QueryRun {
 
 bool QueryRun::offer(const MessageView& message) {
   ++result_.statistics.messages_examined;
-  if (!matches(query_, message)) return true;
+  // Expired messages (time to live) are gaps on every read path, queries included.
+  if (!matches(query_, message) || log::is_expired(message, now_ms_)) return true;
   ++result_.statistics.messages_matched;
   ++delivered_;
   const ScanControl control = callback_(QueryMatch{stream_name_, partition_, message});

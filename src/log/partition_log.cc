@@ -8,6 +8,7 @@
 #include "base/coding.h"
 #include "io/metadata_file.h"
 #include "log/format.h"
+#include "log/message_policy.h"
 
 namespace msgstore::log {
 namespace {
@@ -392,7 +393,7 @@ void PartitionLog::publish_high_watermark(Offset offset) {
   }
 }
 
-Result<Offset> PartitionLog::append(BatchBuilder& builder) {
+Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondition& precondition) {
   MS_ASSERT(builder.record_count() > 0);
   builder.checksum_records();  // the costly part, outside the lock
   LogOptions options;
@@ -406,6 +407,8 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder) {
     std::lock_guard lock(append_mutex_);
     if (closed_) return Status(ErrorCode::closed, label_ + ": log is closed");
     if (failed_) return Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover): " + failure_.message());
+    // Under the append lock, so the check and the write are one step for other appenders.
+    if (precondition) MSGSTORE_RETURN_IF_ERROR(precondition(next_offset_));
     const TimestampMs now = clock_();
     const bool too_big = !active_->empty() && active_->readable_bytes() + builder.bytes() > options.segment_bytes;
     const bool too_old = !active_->empty() && options.segment_age_ms > 0 && now - active_->created_ms() >= options.segment_age_ms;
@@ -540,7 +543,8 @@ Status PartitionLog::damaged_error(const Segment& segment, std::uint64_t positio
 }
 
 Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
-                                  const std::function<bool(const MessageView&)>& visit) const {
+                                  const std::function<bool(const MessageView&)>& visit, ScanExpired expired) const {
+  const TimestampMs now = expired == ScanExpired::skip ? clock_() : 0;
   const Offset high_watermark = high_watermark_.load(std::memory_order_acquire);
   const Offset log_start = log_start_offset_.load(std::memory_order_acquire);
   if (from < log_start || from > high_watermark) {
@@ -595,6 +599,10 @@ Result<Offset> PartitionLog::scan(Offset from, std::size_t max_messages, std::si
         if (message.offset >= high_watermark || messages >= max_messages || (messages > 0 && bytes >= max_bytes)) {
           stop = true;
           return false;
+        }
+        if (expired == ScanExpired::skip && is_expired(message, now)) {  // a gap for every reader
+          next = message.offset + 1;
+          return true;
         }
         bytes += message.payload.size() + message.subject.size() + 32;
         ++messages;
@@ -695,6 +703,50 @@ PartitionInfo PartitionLog::info(std::uint32_t partition) const {
   return info;
 }
 
+Offset PartitionLog::ttl_retention_start_locked(TimestampMs now) {
+  const Offset log_start = log_start_offset();
+  std::vector<std::shared_ptr<Segment>> segments = segments_from(log_start);
+  if (segments.size() < 2) return log_start;
+  Offset start = log_start;
+  RecordDecoder decoder;
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {  // the last (active) segment still grows
+    const std::shared_ptr<Segment>& segment = segments[i];
+    auto cached = segment_expiry_ms_.find(segment->base_offset());
+    if (cached == segment_expiry_ms_.end()) {
+      // Read the segment once; the first message without a TTL settles it (one batch for a
+      // stream that does not use TTLs). Damaged or unreadable data keeps the segment.
+      std::optional<TimestampMs> latest;
+      bool never = false;
+      bool unreadable = false;
+      BatchScanner scanner(segment->log_file(), Segment::header_bytes(), segment->readable_bytes());
+      while (!never && !unreadable) {
+        const BatchScanner::Step step = scanner.next(/*verify_body=*/true);
+        if (step == BatchScanner::Step::end_of_log) break;
+        if (step == BatchScanner::Step::io_error) return start;  // try again next pass
+        if (step != BatchScanner::Step::batch) {
+          unreadable = true;
+          break;
+        }
+        Status decoded = decoder.decode(scanner.batch(), scanner.header(), [&](const MessageView& message) {
+          const std::optional<TimestampMs> expiry = message_expiry_ms(message);
+          if (!expiry) {
+            never = true;
+            return false;
+          }
+          latest = std::max(latest.value_or(*expiry), *expiry);
+          return true;
+        });
+        if (!decoded.is_ok()) unreadable = true;
+      }
+      if (unreadable || segment->empty() || !segment->damaged_ranges().empty()) never = true;
+      cached = segment_expiry_ms_.emplace(segment->base_offset(), never ? std::nullopt : latest).first;
+    }
+    if (!cached->second || *cached->second > now) break;
+    start = segments[i + 1]->base_offset();
+  }
+  return start;
+}
+
 Status PartitionLog::apply_retention(TimestampMs now) {
   std::lock_guard retention(retention_mutex_);
   LogOptions options;
@@ -702,7 +754,11 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     std::lock_guard lock(options_mutex_);
     options = options_;
   }
-  if (options.max_age_ms <= 0 && options.max_bytes == 0 && options.max_messages == 0) return Status::ok();
+  // Segments whose every message outlived its time to live go whatever the limits say.
+  const Offset ttl_start = ttl_retention_start_locked(now);
+  if (options.max_age_ms <= 0 && options.max_bytes == 0 && options.max_messages == 0 && ttl_start <= log_start_offset()) {
+    return Status::ok();
+  }
   std::vector<std::shared_ptr<Segment>> doomed;
   Offset new_start = log_start_offset();
   {
@@ -722,7 +778,8 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       // could not persist its checkpoint), and it holds none of the messages counted from there.
       const bool over_bytes = options.max_bytes > 0 && total_bytes - segment.readable_bytes() >= options.max_bytes;
       const bool over_messages = options.max_messages > 0 && high_watermark - following->first >= options.max_messages;
-      if (!(expired || over_bytes || over_messages)) break;
+      const bool ttl_expired = following->first <= ttl_start;
+      if (!(expired || over_bytes || over_messages || ttl_expired)) break;
       doomed.push_back(it->second);
       total_bytes -= segment.readable_bytes();
       new_start = following->first;
@@ -753,6 +810,7 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     std::unique_lock lock(segments_mutex_);
     for (const auto& segment : doomed) segments_.erase(segment->base_offset());
   }
+  for (const auto& segment : doomed) segment_expiry_ms_.erase(segment->base_offset());
   for (const auto& segment : doomed) {
     for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
       MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, segment->base_offset(), kind)));

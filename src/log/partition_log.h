@@ -63,6 +63,13 @@ class LogObserver {
   // After retention deleted the segment's files.
   virtual void on_segment_removed(Offset segment_base) = 0;
 };
+// A check run under the partition's append lock, with the offset the batch would start at,
+// just before it is written (conditional append: OutgoingMessage::expected_offset). A non-ok
+// Status rejects the append and nothing is written. It must be quick and must not call this log.
+using AppendPrecondition = std::function<Status(Offset next_offset)>;
+
+// Whether PartitionLog::scan passes messages whose time to live has passed.
+enum class ScanExpired : bool { skip, include };
 
 // The partition's current clock; injectable for retention tests.
 using Clock = std::function<TimestampMs()>;
@@ -85,13 +92,19 @@ class PartitionLog {
   void set_data_listener(std::function<void()> listener);
 
   // Appends a batch built by the caller; returns the base offset once the fsync policy is met.
-  Result<Offset> append(BatchBuilder& builder);
+  // `precondition`, if set, is checked atomically with the append (see AppendPrecondition):
+  // of concurrent appenders expecting the same next offset, exactly one passes.
+  Result<Offset> append(BatchBuilder& builder, const AppendPrecondition& precondition = {});
 
   // Calls `visit` for each message from `from` until it returns false, `max_messages` or
   // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.
   // Errors: offset_out_of_range, corruption (damaged data is never passed to `visit`).
+  // Messages whose time to live (Msgstore-TTL-Ms, log/message_policy.h) has passed by this
+  // log's clock are skipped like gaps: not visited, not counted, and the returned offset moves
+  // past them. ScanExpired::include visits them too (rebuilding the dedup table).
   Result<Offset> scan(Offset from, std::size_t max_messages, std::size_t max_bytes,
-                      const std::function<bool(const MessageView&)>& visit) const;
+                      const std::function<bool(const MessageView&)>& visit,
+                      ScanExpired expired = ScanExpired::skip) const;
   // The first offset whose timestamp is >= time_ms (the high watermark if none).
   Result<Offset> offset_for_time(TimestampMs time_ms) const;
 
@@ -121,6 +134,10 @@ class PartitionLog {
   void publish_high_watermark(Offset offset);
   Status fail(Status status);
   Status apply_retention(TimestampMs now);
+  // The oldest sealed segments may hold only messages whose time to live has passed:
+  // retention may move the log start up to the returned offset (the base of the first
+  // segment that does not qualify). Requires retention_mutex_.
+  Offset ttl_retention_start_locked(TimestampMs now);
   std::vector<std::shared_ptr<Segment>> segments_from(Offset offset) const;
   Status damaged_error(const Segment& segment, std::uint64_t position) const;
 
@@ -162,6 +179,10 @@ class PartitionLog {
   // could not persist its new log start puts the old one back, which must not undo another's.
   // Taken with no other lock held.
   std::mutex retention_mutex_;
+  // Per sealed segment (by base offset): when its last message expires by its TTL, or empty
+  // if one has no TTL. Sealed segments do not change, so each is read once. Guarded by
+  // retention_mutex_.
+  std::map<Offset, std::optional<TimestampMs>> segment_expiry_ms_;
 
   // Checkpoint (partition.meta), serialised by meta_mutex_.
   std::mutex meta_mutex_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <random>
 #include <unordered_map>
 
@@ -11,6 +12,7 @@
 #include "base/subject.h"
 #include "io/metadata_file.h"
 #include "index/query_engine.h"
+#include "log/message_policy.h"
 #include "log/record_batch.h"
 #include "store/store_impl.h"
 #include "store/stream_config.h"
@@ -133,7 +135,50 @@ Result<std::shared_ptr<StreamState>> StoreImpl::open_stream(const std::filesyste
   state->round_robin->store(static_cast<std::uint32_t>(std::random_device{}()));
   state->directory = stream_directory;
   MSGSTORE_RETURN_IF_ERROR(open_partitions(*state, 0));
+  if (config.dedup_window_ms > 0) MSGSTORE_RETURN_IF_ERROR(rebuild_dedup(*state));
   return state;
+}
+
+Status StoreImpl::rebuild_dedup(const StreamState& state) {
+  struct Recovered {
+    TimestampMs stored_ms;
+    std::string id;
+    store::DedupOriginal original;
+  };
+  std::vector<Recovered> recovered;
+  const TimestampMs now = log::system_clock_ms();
+  const TimestampMs since = now - state.config.dedup_window_ms;
+  for (std::uint32_t partition = 0; partition < state.partitions.size(); ++partition) {
+    const auto& log = state.partitions[partition];
+    auto start = log->offset_for_time(since);
+    if (!start) {
+      if (is_environment_error(start.status())) return start.status();
+      continue;  // damage is reported by verify and describe; the ids before it cannot be read
+    }
+    Offset next = *start;
+    while (next < log->high_watermark()) {
+      auto scanned = log->scan(
+          next, limits::read_messages_max, limits::read_bytes_max,
+          [&](const MessageView& message) {
+            if (message.timestamp_ms <= since || message.headers.empty()) return true;
+            const std::optional<std::string_view> id = log::find_header(message.headers, message_id_header);
+            if (id) recovered.push_back({message.timestamp_ms, std::string(*id), {partition, message.offset}});
+            return true;
+          },
+          log::ScanExpired::include);
+      if (!scanned) {
+        if (is_environment_error(scanned.status())) return scanned.status();
+        break;  // damaged data (reported elsewhere): the ids after it are not protected
+      }
+      if (*scanned <= next) break;
+      next = *scanned;
+    }
+  }
+  // Oldest first, so the table expires them in order; the first copy of an id is the original.
+  std::stable_sort(recovered.begin(), recovered.end(),
+                   [](const Recovered& left, const Recovered& right) { return left.stored_ms < right.stored_ms; });
+  for (const Recovered& entry : recovered) state.dedup->insert_recovered(entry.id, entry.original, entry.stored_ms);
+  return Status::ok();
 }
 
 Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partition) {
@@ -329,6 +374,9 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
   auto state = std::make_shared<StreamState>(old);
   state->config = config;
   MSGSTORE_RETURN_IF_ERROR(open_partitions(*state, old.config.partitions));
+  // Turning duplicate suppression on: learn the ids already stored within the window (publishes
+  // racing with this update still see the old configuration and are not checked).
+  if (old.config.dedup_window_ms == 0 && config.dedup_window_ms > 0) MSGSTORE_RETURN_IF_ERROR(rebuild_dedup(*state));
   if (config.partitions > old.config.partitions) MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(old.directory));
   MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
                                                    store::stream_meta_version, store::encode_stream_config(config)));
@@ -384,13 +432,56 @@ Status StoreImpl::delete_stream(std::string_view name) {
 // ---- Publishing -------------------------------------------------------------------------------
 namespace {
 
+// The reserved headers (message.h) and the fields written as them.
+Status validate_reserved_headers(const OutgoingMessage& message) {
+  bool has_id_header = false;
+  bool has_ttl_header = false;
+  const std::string id_limits = "1 to " + std::to_string(limits::message_id_bytes_max) + " bytes";
+  const std::string ttl_limits = "1 to " + std::to_string(limits::ttl_ms_max) + " milliseconds, in decimal digits";
+  for (const HeaderView& header : message.headers) {
+    if (log::header_name_equals(header.name, message_id_header)) {
+      if (has_id_header) return Status(ErrorCode::invalid_argument, "a message may carry one " + std::string(message_id_header) + " header");
+      has_id_header = true;
+      if (header.value.empty() || header.value.size() > limits::message_id_bytes_max) {
+        return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits);
+      }
+    } else if (log::header_name_equals(header.name, ttl_header)) {
+      if (has_ttl_header) return Status(ErrorCode::invalid_argument, "a message may carry one " + std::string(ttl_header) + " header");
+      has_ttl_header = true;
+      if (!log::parse_ttl_ms(header.value)) {
+        return Status(ErrorCode::invalid_argument, std::string(ttl_header) + " '" + std::string(header.value) + "' must be " + ttl_limits);
+      }
+    }
+  }
+  if (message.message_id) {
+    if (has_id_header) {
+      return Status(ErrorCode::invalid_argument, "give the message id as the message_id field or as the " +
+                                                     std::string(message_id_header) + " header, not both");
+    }
+    if (message.message_id->empty() || message.message_id->size() > limits::message_id_bytes_max) {
+      return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits);
+    }
+  }
+  if (message.ttl_ms) {
+    if (has_ttl_header) {
+      return Status(ErrorCode::invalid_argument, "give the time to live as the ttl_ms field or as the " + std::string(ttl_header) +
+                                                     " header, not both");
+    }
+    if (*message.ttl_ms < 1 || *message.ttl_ms > limits::ttl_ms_max) {
+      return Status(ErrorCode::invalid_argument, "ttl_ms must be " + ttl_limits);
+    }
+  }
+  return Status::ok();
+}
+
 // Checks key and headers; the subject is checked once per run of equal subjects.
 Status validate_key_and_headers(const OutgoingMessage& message) {
   if (message.key && message.key->size() > limits::key_bytes_max) {
     return Status(ErrorCode::message_too_large, "key is " + std::to_string(message.key->size()) + " bytes; the limit is " +
                                                     std::to_string(limits::key_bytes_max));
   }
-  if (message.headers.size() > limits::headers_per_message_max) {
+  const std::size_t field_headers = (message.message_id ? 1 : 0) + (message.ttl_ms ? 1 : 0);
+  if (message.headers.size() + field_headers > limits::headers_per_message_max) {
     return Status(ErrorCode::limit_exceeded, "a message may carry at most " + std::to_string(limits::headers_per_message_max) + " headers");
   }
   for (const HeaderView& header : message.headers) {
@@ -402,7 +493,7 @@ Status validate_key_and_headers(const OutgoingMessage& message) {
                                                       std::to_string(limits::header_value_bytes_max) + " bytes");
     }
   }
-  return Status::ok();
+  return validate_reserved_headers(message);
 }
 
 Status validate_message_shape(const OutgoingMessage& message) {
@@ -410,44 +501,135 @@ Status validate_message_shape(const OutgoingMessage& message) {
   return validate_key_and_headers(message);
 }
 
+bool needs_header_checks(const OutgoingMessage& message) {
+  return !message.headers.empty() || message.key || message.message_id || message.ttl_ms;
+}
+
+// The messages of one publish with their message_id and ttl_ms fields written as reserved
+// headers, so the stored record carries them (and survives a restart). When no message sets
+// either field, the caller's messages are used as they are, without copying.
+class PreparedMessages {
+ public:
+  std::span<const OutgoingMessage> prepare(std::span<const OutgoingMessage> messages) {
+    std::size_t headers = 0;
+    for (const OutgoingMessage& message : messages) {
+      if (message.message_id || message.ttl_ms) headers += message.headers.size() + 2;
+    }
+    if (headers == 0) return messages;
+    messages_.assign(messages.begin(), messages.end());
+    headers_.reserve(headers);  // never reallocated below: the spans point into it
+    for (OutgoingMessage& message : messages_) {
+      if (!message.message_id && !message.ttl_ms) continue;
+      const std::size_t first = headers_.size();
+      headers_.insert(headers_.end(), message.headers.begin(), message.headers.end());
+      if (message.message_id) headers_.push_back({message_id_header, *message.message_id});
+      if (message.ttl_ms) {
+        texts_.push_back(std::to_string(*message.ttl_ms));
+        headers_.push_back({ttl_header, texts_.back()});
+      }
+      message.headers = std::span<const HeaderView>(headers_.data() + first, headers_.size() - first);
+      message.message_id.reset();
+      message.ttl_ms.reset();
+    }
+    return messages_;
+  }
+
+ private:
+  std::vector<OutgoingMessage> messages_;
+  std::vector<HeaderView> headers_;
+  std::deque<std::string> texts_;  // a deque never moves its strings, so views stay valid
+};
+
+// The conditional-append check, run under the partition's append lock: record i of the
+// batch (message message_indexes[i]) will get offset next_offset + i, so the last offset
+// before it is next_offset + i - 1. The error carries the partition's actual last offset.
+Status check_expected_offsets(std::span<const OutgoingMessage> messages, const std::vector<std::uint32_t>& message_indexes,
+                              Offset next_offset, const std::string& stream, std::uint32_t partition) {
+  for (std::size_t i = 0; i < message_indexes.size(); ++i) {
+    const OutgoingMessage& message = messages[message_indexes[i]];
+    if (!message.expected_offset) continue;
+    const Offset before = next_offset + i;
+    const Offset actual_last = before == 0 ? expected_offset_empty : before - 1;
+    if (*message.expected_offset == actual_last) continue;
+    auto describe = [](Offset offset) {
+      return offset == expected_offset_empty ? std::string("none (empty)") : std::to_string(offset);
+    };
+    const Offset partition_last = next_offset == 0 ? expected_offset_empty : next_offset - 1;
+    return Status(ErrorCode::expected_offset_mismatch,
+                  "message " + std::to_string(message_indexes[i]) + ": expected last offset " +
+                      describe(*message.expected_offset) + " in " + stream + "/" + std::to_string(partition) +
+                      ", but it is " + describe(partition_last) + (i > 0 ? " before this batch" : "") + "; nothing was stored",
+                  partition_last);
+  }
+  return Status::ok();
+}
+
+// One (message, capturing stream) pair of a publish, in message order.
+struct Placement {
+  enum class Dedup : std::uint8_t {
+    none,                // no message id, or the stream's dedup window is 0
+    claimed,             // this publish owns the id: it appends, then completes the claim
+    completed,           // appended and recorded in the stream's dedup table
+    duplicate,           // stored earlier: `original` says where; nothing is stored
+    duplicate_in_batch,  // an earlier message of this batch has the id: see `first_placement`
+  };
+  const StreamState* stream = nullptr;
+  std::uint32_t partition = 0;
+  std::uint32_t message_index = 0;
+  std::string_view message_id;  // empty unless the stream suppresses duplicates
+  Dedup dedup = Dedup::none;
+  store::DedupOriginal original;
+  std::size_t first_placement = 0;
+  bool appended = false;
+  Offset offset = 0;
+};
+
+// Abandons the claims a publish still holds when it returns (an error before or during the
+// appends), so publishers waiting for those ids go on and store their own copy.
+class OpenClaims {
+ public:
+  explicit OpenClaims(std::vector<Placement>& placements) : placements_(placements) {}
+  ~OpenClaims() {
+    for (Placement& placement : placements_) {
+      if (placement.dedup == Placement::Dedup::claimed) placement.stream->dedup->abandon(placement.message_id);
+    }
+  }
+  OpenClaims(const OpenClaims&) = delete;
+  OpenClaims& operator=(const OpenClaims&) = delete;
+
+ private:
+  std::vector<Placement>& placements_;
+};
+
 // One destination partition's share of a publish.
 struct Destination {
   const StreamState* stream = nullptr;
   std::uint32_t partition = 0;
-  std::vector<std::uint32_t> message_indexes;
+  std::vector<std::uint32_t> message_indexes;    // per record of the builder
+  std::vector<std::size_t> placement_indexes;    // per record of the builder
   log::BatchBuilder builder;
 };
 
 }  // namespace
 
-Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> messages, std::string_view only_stream) {
+Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> original_messages, std::string_view only_stream) {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
-  if (messages.empty()) return std::vector<Position>{};
-  if (messages.size() > limits::messages_per_publish_max) {
+  if (original_messages.empty()) return std::vector<Position>{};
+  if (original_messages.size() > limits::messages_per_publish_max) {
     return Status(ErrorCode::limit_exceeded, "a publish may carry at most " + std::to_string(limits::messages_per_publish_max) + " messages");
   }
   auto table = streams();
   const TimestampMs now = log::system_clock_ms();
 
-  // Validate and route everything before writing anything.
-  thread_local std::vector<Destination> destinations;
-  std::size_t destination_count = 0;
-  auto destination_for = [&](const StreamState* stream, std::uint32_t partition) -> Destination& {
-    for (std::size_t i = 0; i < destination_count; ++i) {
-      if (destinations[i].stream == stream && destinations[i].partition == partition) return destinations[i];
-    }
-    if (destinations.size() <= destination_count) destinations.emplace_back();
-    Destination& created = destinations[destination_count++];
-    created.stream = stream;
-    created.partition = partition;
-    created.message_indexes.clear();
-    created.builder.reset();
-    return created;
-  };
+  // 1. Validate and route everything before writing anything.
+  std::vector<Placement> placements;
+  placements.reserve(original_messages.size());
   std::string_view previous_subject;
   std::vector<const StreamState*> routes;
-  for (std::uint32_t index = 0; index < messages.size(); ++index) {
-    const OutgoingMessage& message = messages[index];
+  bool conditional = false;  // some message carries an expected_offset
+  bool any_message_id = false;
+  for (std::uint32_t index = 0; index < original_messages.size(); ++index) {
+    const OutgoingMessage& message = original_messages[index];
     if (index == 0 || message.subject != previous_subject) {
       Status shape = validate_message_shape(message);
       if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
@@ -471,45 +653,160 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
         return Status(ErrorCode::no_matching_stream, "no stream captures subject '" + std::string(message.subject) + "'");
       }
       previous_subject = message.subject;
-    } else if (!message.headers.empty() || message.key) {
+    } else if (needs_header_checks(message)) {
       Status shape = validate_key_and_headers(message);
       if (!shape.is_ok()) return with_context(shape, "message " + std::to_string(index));
     }
+    std::optional<std::string_view> message_id = message.message_id;
+    if (!message_id && !message.headers.empty()) message_id = log::find_header(message.headers, message_id_header);
     for (const StreamState* stream : routes) {
-      auto too_large = [&](std::size_t record_bytes) {
-        return Status(ErrorCode::message_too_large, "message " + std::to_string(index) + " is " + std::to_string(record_bytes) +
-                                                        " bytes; stream '" + stream->config.name + "' accepts at most " +
-                                                        std::to_string(stream->config.max_message_bytes));
-      };
       // The payload alone decides most oversize messages before anything is copied.
-      if (message.payload.size() > stream->config.max_message_bytes) return too_large(message.payload.size());
+      if (message.payload.size() > stream->config.max_message_bytes) {
+        return Status(ErrorCode::message_too_large, "message " + std::to_string(index) + " is " +
+                                                        std::to_string(message.payload.size()) + " bytes; stream '" +
+                                                        stream->config.name + "' accepts at most " +
+                                                        std::to_string(stream->config.max_message_bytes));
+      }
       const std::uint32_t partitions = stream->config.partitions;
+      if (message.expected_offset) {
+        if (partitions > 1 && !message.key) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) +
+                                                         ": an expected_offset needs a known partition: give a key, or "
+                                                         "publish to a stream with one partition (stream '" +
+                                                         stream->config.name + "' has " + std::to_string(partitions) + ")");
+        }
+        conditional = true;
+      }
       std::uint32_t partition = 0;
       if (partitions > 1) {
         partition = message.key ? base::partition_for_key(*message.key, partitions)
                                 : stream->round_robin->fetch_add(1, std::memory_order_relaxed) % partitions;
       }
-      Destination& destination = destination_for(stream, partition);
-      destination.message_indexes.push_back(index);
-      // add() measures the record as it encodes it; an oversize one fails the whole publish
-      // before anything is written (the thread-local builder is reset by the next publish).
-      const std::size_t record_bytes =
-          destination.builder.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
-      if (record_bytes > stream->config.max_message_bytes) return too_large(record_bytes);
+      Placement& placement = placements.emplace_back();
+      placement.stream = stream;
+      placement.partition = partition;
+      placement.message_index = index;
+      if (message_id && stream->config.dedup_window_ms > 0) {
+        placement.message_id = *message_id;
+        any_message_id = true;
+      }
     }
   }
 
+  // 2. Duplicate suppression: claim every id in one global order (stream, id), so concurrent
+  // publishers never wait for each other in a cycle (store/dedup_table.h).
+  OpenClaims open_claims(placements);
+  if (any_message_id) {
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < placements.size(); ++i) {
+      if (!placements[i].message_id.empty()) order.push_back(i);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t left, std::size_t right) {
+      const Placement& a = placements[left];
+      const Placement& b = placements[right];
+      if (a.stream->config.name != b.stream->config.name) return a.stream->config.name < b.stream->config.name;
+      return a.message_id < b.message_id;
+    });
+    for (std::size_t n = 0; n < order.size(); ++n) {
+      Placement& placement = placements[order[n]];
+      if (n > 0) {
+        const Placement& previous = placements[order[n - 1]];
+        if (previous.stream == placement.stream && previous.message_id == placement.message_id) {
+          placement.dedup = Placement::Dedup::duplicate_in_batch;
+          placement.first_placement =
+              previous.dedup == Placement::Dedup::duplicate_in_batch ? previous.first_placement : order[n - 1];
+          continue;
+        }
+      }
+      const auto claim = placement.stream->dedup->claim(placement.message_id, now, placement.stream->config.dedup_window_ms);
+      switch (claim.outcome) {
+        case store::DedupTable::Outcome::claimed: placement.dedup = Placement::Dedup::claimed; break;
+        case store::DedupTable::Outcome::duplicate:
+          placement.dedup = Placement::Dedup::duplicate;
+          placement.original = claim.original;
+          break;
+        case store::DedupTable::Outcome::table_full:
+          return Status(ErrorCode::limit_exceeded, "stream '" + placement.stream->config.name + "' holds " +
+                                                       std::to_string(limits::dedup_entries_max) +
+                                                       " message ids inside its dedup window; retry later or shorten dedup_window_ms");
+      }
+    }
+  }
+
+  // 3. Encode each destination partition's share (duplicates are left out).
+  PreparedMessages prepared;
+  const std::span<const OutgoingMessage> messages = prepared.prepare(original_messages);
+  thread_local std::vector<Destination> destinations;
+  std::size_t destination_count = 0;
+  auto destination_for = [&](const StreamState* stream, std::uint32_t partition) -> Destination& {
+    for (std::size_t i = 0; i < destination_count; ++i) {
+      if (destinations[i].stream == stream && destinations[i].partition == partition) return destinations[i];
+    }
+    if (destinations.size() <= destination_count) destinations.emplace_back();
+    Destination& created = destinations[destination_count++];
+    created.stream = stream;
+    created.partition = partition;
+    created.message_indexes.clear();
+    created.placement_indexes.clear();
+    created.builder.reset();
+    return created;
+  };
+  for (std::size_t p = 0; p < placements.size(); ++p) {
+    const Placement& placement = placements[p];
+    if (placement.dedup == Placement::Dedup::duplicate || placement.dedup == Placement::Dedup::duplicate_in_batch) continue;
+    const OutgoingMessage& message = messages[placement.message_index];
+    Destination& destination = destination_for(placement.stream, placement.partition);
+    destination.message_indexes.push_back(placement.message_index);
+    destination.placement_indexes.push_back(p);
+    // add() measures the record as it encodes it; an oversize one fails the whole publish
+    // before anything is written (the thread-local builder is reset by the next publish).
+    const std::size_t record_bytes =
+        destination.builder.add(message, message.timestamp_ms == timestamp_now ? now : message.timestamp_ms);
+    if (record_bytes > placement.stream->config.max_message_bytes) {
+      return Status(ErrorCode::message_too_large, "message " + std::to_string(placement.message_index) + " is " +
+                                                      std::to_string(record_bytes) + " bytes; stream '" +
+                                                      placement.stream->config.name + "' accepts at most " +
+                                                      std::to_string(placement.stream->config.max_message_bytes));
+    }
+  }
+
+  // A conditional batch is all or nothing, so it must be one append: one partition of one
+  // stream, within one on-disk batch.
+  if (conditional && destination_count > 1) {
+    return Status(ErrorCode::invalid_argument, "a publish with an expected_offset must land in a single partition of a "
+                                               "single stream (this one reaches " + std::to_string(destination_count) +
+                                               " partitions); publish the messages separately");
+  }
+  if (conditional && destination_count == 1 && destinations[0].builder.bytes() > limits::batch_bytes_max) {
+    return Status(ErrorCode::limit_exceeded, "a publish with an expected_offset must fit in one batch of " +
+                                                 std::to_string(limits::batch_bytes_max) + " bytes");
+  }
+
+  // 4. Append.
   std::vector<Position> positions;
-  positions.reserve(messages.size() * (destination_count == 1 ? 1 : 2));
+  positions.reserve(placements.size());
   for (std::size_t d = 0; d < destination_count; ++d) {
     Destination& destination = destinations[d];
     const auto& log = destination.stream->partitions[destination.partition];
+    log::AppendPrecondition precondition;
+    if (conditional) {
+      precondition = [&destination, messages](Offset next_offset) {
+        return check_expected_offsets(messages, destination.message_indexes, next_offset, destination.stream->config.name,
+                                      destination.partition);
+      };
+    }
     auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
-      auto base = log->append(builder);
+      auto base = log->append(builder, precondition);
       if (!base) return base.status();
       for (std::uint32_t i = 0; i < builder.record_count(); ++i) {
-        positions.push_back({destination.stream->config.name, destination.partition, *base + i,
-                             destination.message_indexes[first_index + i]});
+        Placement& placement = placements[destination.placement_indexes[first_index + i]];
+        placement.appended = true;
+        placement.offset = *base + i;
+        positions.push_back({destination.stream->config.name, destination.partition, placement.offset, placement.message_index});
+        if (placement.dedup == Placement::Dedup::claimed) {
+          placement.stream->dedup->complete(placement.message_id, {placement.partition, placement.offset}, now);
+          placement.dedup = Placement::Dedup::completed;
+        }
       }
       return Status::ok();
     };
@@ -534,6 +831,20 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
   // Keep thread-local buffers from growing without bound after a huge publish.
   for (std::size_t d = 0; d < destination_count; ++d) {
     if (destinations[d].builder.bytes() > 8 * 1024 * 1024) destinations[d].builder = log::BatchBuilder();
+  }
+
+  // 5. Duplicates answer with where the original landed.
+  for (const Placement& placement : placements) {
+    if (placement.dedup == Placement::Dedup::duplicate) {
+      positions.push_back({placement.stream->config.name, placement.original.partition, placement.original.offset,
+                           placement.message_index, true});
+    } else if (placement.dedup == Placement::Dedup::duplicate_in_batch) {
+      const Placement& first = placements[placement.first_placement];
+      MS_ASSERT(first.appended || first.dedup == Placement::Dedup::duplicate);
+      const std::uint32_t partition = first.appended ? first.partition : first.original.partition;
+      const Offset offset = first.appended ? first.offset : first.original.offset;
+      positions.push_back({placement.stream->config.name, partition, offset, placement.message_index, true});
+    }
   }
   return positions;
 }

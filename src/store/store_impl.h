@@ -21,6 +21,7 @@
 #include "msgstore/file_system.h"
 #include "msgstore/query.h"
 #include "msgstore/store.h"
+#include "store/dedup_table.h"
 
 namespace msgstore {
 
@@ -30,6 +31,9 @@ struct StreamState {
   std::vector<std::shared_ptr<index::PartitionIndex>> indexes;  // one per partition (src/index)
   std::shared_ptr<std::atomic<std::uint32_t>> round_robin = std::make_shared<std::atomic<std::uint32_t>>(0);
   std::filesystem::path directory;
+  // Recently published message ids (duplicate suppression); shared by every StreamState of
+  // the stream, like the partition logs. Rebuilt from the log on open.
+  std::shared_ptr<store::DedupTable> dedup = std::make_shared<store::DedupTable>(limits::dedup_entries_max);
 };
 
 using StreamTable = std::map<std::string, std::shared_ptr<const StreamState>, std::less<>>;
@@ -82,6 +86,9 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<std::shared_ptr<StreamState>> open_stream(const std::filesystem::path& stream_directory, const StreamConfig& config);
   // Opens partitions [first_partition, state.config.partitions) of `state` and appends them.
   Status open_partitions(StreamState& state, std::uint32_t first_partition);
+  // Refills the stream's dedup table with the message ids stored within its window, reading
+  // only the segments the time index places inside it.
+  Status rebuild_dedup(const StreamState& state);
   void maintenance_loop();
   void install_table(std::shared_ptr<const StreamTable> table);
 

@@ -96,6 +96,9 @@ Status validate_stream_config(const StreamConfig& config) {
                                                      std::to_string(limits::header_name_bytes_max) + " bytes without whitespace");
     }
   }
+  if (config.dedup_window_ms < 0 || config.dedup_window_ms > limits::dedup_window_ms_max) {
+    return Status(ErrorCode::invalid_argument, "dedup_window_ms must be 0 (off) to " + std::to_string(limits::dedup_window_ms_max));
+  }
   return Status::ok();
 }
 
@@ -140,6 +143,7 @@ io::MetadataFields encode_stream_config(const StreamConfig& config) {
     headers += header;  // names contain no whitespace (validated)
   }
   fields["indexed_headers"] = headers;
+  fields["dedup_window_ms"] = std::to_string(config.dedup_window_ms);
   return fields;
 }
 
@@ -177,6 +181,12 @@ Result<StreamConfig> decode_stream_config(const io::MetadataFields& fields) {
     config.indexes_enabled = enabled->second == "1";
   }
   if (auto headers = fields.find("indexed_headers"); headers != fields.end()) config.indexed_headers = split_words(headers->second);
+  // Added after version 1 was released: files without it get the default.
+  if (fields.count("dedup_window_ms")) {
+    auto dedup_window = io::metadata_i64(fields, "dedup_window_ms");
+    if (!dedup_window) return dedup_window.status();
+    config.dedup_window_ms = *dedup_window;
+  }
   Status policy = parse_fsync_policy(fsync->second, config.fsync, config.fsync_interval_ms);
   if (!policy.is_ok()) return Status(ErrorCode::corruption, "stream metadata: " + policy.message());
   Status valid = validate_stream_config(config);

@@ -97,7 +97,8 @@ TEST_F(CliTest, StreamLifecycle) {
   EXPECT_EQ(created.out,
             R"({"name":"orders","subjects":["orders.*","orders.>"],"partitions":2,"max_age_ms":604800000,)"
             R"("max_bytes":1073741824,"max_messages":1000,"fsync":"interval:100","max_message_bytes":65536,)"
-            R"("segment_bytes":1048576,"segment_age_ms":604800000,"indexes_enabled":true,"indexed_headers":[]})"
+            R"("segment_bytes":1048576,"segment_age_ms":604800000,"indexes_enabled":true,"indexed_headers":[],)"
+            R"("dedup_window_ms":120000})"
             "\n");
   ok({"stream", "create", "audit", "--subjects", "audit.>", "--max-age", "3600s"});
 
@@ -133,6 +134,46 @@ TEST_F(CliTest, StreamLifecycle) {
   fails({"stream", "info", "orders"}, 1, "stream_not_found");
   fails({"stream", "delete", "orders"}, 1, "stream_not_found");
   EXPECT_FALSE(fs::exists(data_ / "streams" / "orders"));
+}
+
+TEST_F(CliTest, PublishPoliciesMessageIdExpectedOffsetAndTtl) {
+  ok({"stream", "create", "ledger", "--subjects", "ledger.>", "--dedup-window", "10m"});
+  EXPECT_EQ(json_number(ok({"stream", "info", "ledger"}).out, "dedup_window_ms"), 600'000u);
+
+  // Duplicate suppression: the repeat acks the original position and stores nothing.
+  EXPECT_EQ(ok({"publish", "ledger.entry", "--message-id", "tx-1", "credit 5"}).out,
+            "{\"stream\":\"ledger\",\"partition\":0,\"offset\":0,\"index\":0}\n");
+  EXPECT_EQ(ok({"publish", "ledger.entry", "--message-id", "tx-1", "credit 5 (retry)"}).out,
+            "{\"stream\":\"ledger\",\"partition\":0,\"offset\":0,\"index\":0,\"duplicate\":true}\n");
+  // ...also in a later process: the window is rebuilt from the log on open.
+  EXPECT_NE(ok({"publish", "ledger.entry", "--message-id", "tx-1", "again"}).out.find("\"duplicate\":true"), std::string::npos);
+
+  // Conditional append: the last offset is 0 now.
+  ProcessResult stale = fails({"publish", "ledger.entry", "--expected-offset", "empty", "debit 2"}, 1, "expected_offset_mismatch");
+  EXPECT_NE(stale.err.find("(actual_offset=0)"), std::string::npos) << stale.err;
+  fails({"publish", "ledger.entry", "--expected-offset", "7", "debit 2"}, 1, "expected_offset_mismatch");
+  EXPECT_EQ(json_number(ok({"publish", "ledger.entry", "--expected-offset", "0", "debit 2"}).out, "offset"), 1u);
+  ok({"stream", "create", "fresh", "--subjects", "fresh.>"});
+  ProcessResult empty = fails({"publish", "fresh.x", "--expected-offset", "3", "x"}, 1, "expected_offset_mismatch");
+  EXPECT_NE(empty.err.find("(actual_offset=empty)"), std::string::npos) << empty.err;
+  ok({"publish", "fresh.x", "--expected-offset", "empty", "x"});
+
+  // Time to live: an expired message is not read; a live one is, with its header.
+  ok({"publish", "ledger.entry", "--ttl", "1ms", "--timestamp-ms", "1000", "long gone"});
+  ok({"publish", "ledger.entry", "--ttl", "1h", "still here"});
+  EXPECT_EQ(ok({"read", "ledger", "--format", "text"}).out, "credit 5\ndebit 2\nstill here\n");
+  EXPECT_NE(ok({"read", "ledger"}).out.find("Msgstore-TTL-Ms"), std::string::npos);
+
+  // Bad values are usage errors (exit 2); nothing was stored by any failure above.
+  fails({"publish", "ledger.entry", "--expected-offset", "-1", "x"}, 2, "invalid_argument");
+  fails({"publish", "ledger.entry", "--expected-offset", "soon", "x"}, 2, "invalid_argument");
+  fails({"publish", "ledger.entry", "--ttl", "0", "x"}, 2, "invalid_argument");
+  fails({"publish", "ledger.entry", "--ttl", "forever", "x"}, 2, "invalid_argument");
+  fails({"publish", "ledger.entry", "--message-id", "a", "x", "y"}, 2, "invalid_argument");
+  fails({"publish", "ledger.entry", "--message-id", "a"}, 2, "invalid_argument", "from stdin\n");
+  fails({"publish", "ledger.entry", "--message-id", "", "x"}, 1, "invalid_argument");
+  fails({"stream", "create", "bad", "--subjects", "bad.>", "--dedup-window", "30d"}, 2, "invalid_argument");
+  EXPECT_EQ(ok({"read", "ledger", "--format", "text"}).out, "credit 5\ndebit 2\nstill here\n");
 }
 
 TEST_F(CliTest, PublishArgumentsAndStdinThenRead) {
