@@ -171,7 +171,9 @@ class QueryRun {
   QueryRun(const Query& query, const QueryCallback& callback, std::uint64_t fingerprint)
       : query_(query), callback_(callback), fingerprint_(fingerprint) {}
 
-  Status partition(const QueryStream& stream, std::uint32_t number, const Plan& plan, std::optional<Offset> cursor_offset);
+  // `include_unacknowledged`: read up to the end of the log, not the high watermark.
+  Status partition(const QueryStream& stream, std::uint32_t number, const Plan& plan, std::optional<Offset> cursor_offset,
+                   bool include_unacknowledged = false);
   bool stopped() const { return stopped_; }
   QueryResult& result() { return result_; }
 
@@ -361,13 +363,14 @@ Status QueryRun::scan_segment(log::Segment& segment, Offset low, Offset high) {
   return Status::ok();
 }
 
-Status QueryRun::partition(const QueryStream& stream, std::uint32_t number, const Plan& plan, std::optional<Offset> cursor_offset) {
+Status QueryRun::partition(const QueryStream& stream, std::uint32_t number, const Plan& plan, std::optional<Offset> cursor_offset,
+                           bool include_unacknowledged) {
   stream_name_ = stream.name;
   partition_ = number;
   ++result_.statistics.partitions_considered;
   const log::PartitionLog& log = *stream.partitions[number];
   // The high watermark first, then the log start: every offset in between is readable now.
-  Offset high = log.high_watermark();
+  Offset high = include_unacknowledged ? UINT64_MAX : log.high_watermark();
   Offset low = log.log_start_offset();
   if (query_.from_offset) low = std::max(low, *query_.from_offset);
   if (query_.to_offset) high = std::min(high, *query_.to_offset);
@@ -438,6 +441,30 @@ std::uint64_t query_fingerprint(const Query& query) {
   put_field(text, query.payload_contains ? "c" + *query.payload_contains : std::string("-"));
   put_field(text, query.order == QueryOrder::oldest_first ? "oldest" : "newest");
   return hash_bytes(text, 0x7175657279ull);
+}
+
+Result<std::optional<Offset>> last_offset_for_key(const log::PartitionLog& log, PartitionIndex& index, std::string_view key) {
+  Query query;
+  query.key = std::string(key);
+  query.order = QueryOrder::newest_first;
+  query.limit = 1;
+  QueryStream stream;
+  stream.name = "-";
+  stream.configuration = index.configuration();
+  if (!stream.configuration.enabled) return Status(ErrorCode::invalid_argument, "the stream's indexes are disabled");
+  // A non-owning handle: the caller holds the log for the duration of the call.
+  stream.partitions.push_back(std::shared_ptr<log::PartitionLog>(std::shared_ptr<log::PartitionLog>(), const_cast<log::PartitionLog*>(&log)));
+  stream.indexes.push_back(std::shared_ptr<PartitionIndex>(std::shared_ptr<PartitionIndex>(), &index));
+  auto plan = plan_for(query, stream);
+  if (!plan) return plan.status();
+  std::optional<Offset> found;
+  QueryCallback callback = [&](const QueryMatch& match) {
+    found = match.message.offset;
+    return ScanControl::stop;
+  };
+  QueryRun run(query, callback, 0);
+  MSGSTORE_RETURN_IF_ERROR(run.partition(stream, 0, *plan, std::nullopt, /*include_unacknowledged=*/true));
+  return found;
 }
 
 std::string encode_cursor(const QueryCursor& cursor) {

@@ -32,6 +32,11 @@ Status validate_query(const Query& query);
 // `streams` holds the streams in scope, sorted by name.
 Result<QueryResult> run_query(const Query& query, const std::vector<QueryStream>& streams, const QueryCallback& callback);
 
+// The offset of the newest message with `key` in one partition, or nullopt if none, counting
+// messages appended but not yet acknowledged (for expected_key_offset, under the partition's
+// append lock). Served by the key index; candidates are checked against the messages.
+Result<std::optional<Offset>> last_offset_for_key(const log::PartitionLog& log, PartitionIndex& index, std::string_view key);
+
 // The cursor: where a query continues. Opaque to users; versioned and checksummed.
 struct QueryCursor {
   std::uint64_t query_fingerprint = 0;  // of the predicates: a cursor only continues its own query

@@ -564,6 +564,41 @@ Status check_expected_offsets(std::span<const OutgoingMessage> messages, const s
   return Status::ok();
 }
 
+// The per-key conditional append (expected_key_offset), under the partition's append lock: the
+// key's last offset is the newest earlier record of the batch with that key, else what the key
+// index finds in the log (appended but unacknowledged messages included).
+Status check_expected_key_offsets(std::span<const OutgoingMessage> messages, const std::vector<std::uint32_t>& message_indexes,
+                                  Offset next_offset, const log::PartitionLog& log, index::PartitionIndex& partition_index,
+                                  const std::string& stream, std::uint32_t partition) {
+  for (std::size_t i = 0; i < message_indexes.size(); ++i) {
+    const OutgoingMessage& message = messages[message_indexes[i]];
+    if (!message.expected_key_offset) continue;
+    std::optional<Offset> actual;
+    for (std::size_t earlier = i; earlier-- > 0;) {
+      if (messages[message_indexes[earlier]].key == message.key) {
+        actual = next_offset + earlier;
+        break;
+      }
+    }
+    if (!actual) {
+      auto found = index::last_offset_for_key(log, partition_index, *message.key);
+      if (!found) return with_context(found.status(), "checking expected_key_offset");
+      actual = *found;
+    }
+    const Offset actual_last = actual.value_or(expected_offset_empty);
+    if (*message.expected_key_offset == actual_last) continue;
+    auto describe = [](Offset offset) {
+      return offset == expected_offset_empty ? std::string("none (no message has the key)") : std::to_string(offset);
+    };
+    return Status(ErrorCode::expected_offset_mismatch,
+                  "message " + std::to_string(message_indexes[i]) + ": expected last offset " +
+                      describe(*message.expected_key_offset) + " for its key in " + stream + "/" + std::to_string(partition) +
+                      ", but it is " + describe(actual_last) + "; nothing was stored",
+                  actual_last);
+  }
+  return Status::ok();
+}
+
 // One (message, capturing stream) pair of a publish, in message order.
 struct Placement {
   enum class Dedup : std::uint8_t {
@@ -668,6 +703,16 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
                                                         std::to_string(stream->config.max_message_bytes));
       }
       const std::uint32_t partitions = stream->config.partitions;
+      if (message.expected_key_offset) {
+        if (!message.key) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) + ": an expected_key_offset needs a key");
+        }
+        if (!stream->config.indexes_enabled) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) + ": an expected_key_offset needs the key "
+                                                         "index, and stream '" + stream->config.name + "' has indexes disabled");
+        }
+        conditional = true;
+      }
       if (message.expected_offset) {
         if (partitions > 1 && !message.key) {
           return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) +
@@ -790,9 +835,12 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
     const auto& log = destination.stream->partitions[destination.partition];
     log::AppendPrecondition precondition;
     if (conditional) {
-      precondition = [&destination, messages](Offset next_offset) {
-        return check_expected_offsets(messages, destination.message_indexes, next_offset, destination.stream->config.name,
-                                      destination.partition);
+      precondition = [&destination, &log, messages](Offset next_offset) {
+        MSGSTORE_RETURN_IF_ERROR(check_expected_offsets(messages, destination.message_indexes, next_offset,
+                                                        destination.stream->config.name, destination.partition));
+        return check_expected_key_offsets(messages, destination.message_indexes, next_offset, *log,
+                                          *destination.stream->indexes[destination.partition], destination.stream->config.name,
+                                          destination.partition);
       };
     }
     auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
