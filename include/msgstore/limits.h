@@ -79,5 +79,10 @@ inline constexpr std::uint64_t consumer_window_messages_max = 1'000'000;
 inline constexpr std::uint64_t consumer_state_log_compact_bytes = 1024 * 1024;
 // One fetch returns at most this many messages.
 inline constexpr std::size_t consumer_fetch_messages_max = 10'000;
+// Message indexes and queries (src/index, include/msgstore/query.h).
+inline constexpr std::size_t indexed_headers_max = 16;    // header names one stream may index
+inline constexpr std::size_t query_results_max = 100'000; // one query page returns at most this
+inline constexpr std::size_t query_header_equals_max = 64;
+inline constexpr std::size_t query_cursor_bytes_max = 4096;
 
 }  // namespace msgstore::limits

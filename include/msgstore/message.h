@@ -70,6 +70,16 @@ struct OutgoingMessage {
   // "after 9". See docs/ARCHITECTURE.md ("Policies").
   std::optional<Offset> expected_offset;
 
+  // Conditional append per key (event sourcing's "expected version"): the offset of the last
+  // message with this message's key in the target partition (expected_offset_empty: no message
+  // has the key yet). Checked atomically with the append against the key index, including
+  // messages appended but not yet acknowledged; on mismatch the publish fails with
+  // expected_offset_mismatch carrying the key's actual last offset (expected_offset_empty if
+  // none) and stores nothing. Needs a key and a stream with indexes enabled; the batch rules
+  // are those of expected_offset (one partition, all or nothing; message k also sees the
+  // messages before it in the batch).
+  std::optional<Offset> expected_key_offset;
+
   // Duplicate suppression: a publish whose message id a capturing stream stored within its
   // dedup_window_ms stores nothing there and returns the original Position (duplicate = true).
   // Stored as the Msgstore-Message-Id header.

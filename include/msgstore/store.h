@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "msgstore/message.h"
+#include "msgstore/query.h"
 #include "msgstore/status.h"
 #include "msgstore/stream.h"
 
@@ -72,8 +73,7 @@ struct ReadResult {
   Offset high_watermark = 0;  // one past the newest readable message
 };
 
-// What a MessageView callback returns: keep going or stop the scan.
-enum class ScanControl : bool { stop = false, proceed = true };
+// ScanControl (what a MessageView callback returns) is in query.h.
 
 // A delivered message with its origin, for subscription handlers.
 struct Delivery {
@@ -234,6 +234,10 @@ class Store {
 
   // Durable consumers of this store's streams (msgstore/consumer.h); valid while the Store lives.
   Consumers& consumers();
+  // Finds messages by key, subject, indexed header values, time and offset ranges and payload
+  // text (include/msgstore/query.h). Matches stream through `callback`, at most query.limit;
+  // the result carries the cursor of the next page and what the query read.
+  Result<QueryResult> query(const Query& query, const QueryCallback& callback) const;
 
   // Checks every checksum and index of every stream (or of one stream).
   Result<VerifyReport> verify(std::string_view stream = {}) const;

@@ -51,6 +51,11 @@ struct StreamConfig {
   std::uint64_t segment_bytes = limits::segment_bytes_default;
   std::int64_t segment_age_ms = limits::segment_age_ms_default;
 
+  // Message indexes (docs/query.md): keys and subjects when enabled, plus the values of these
+  // headers (at most limits::indexed_headers_max names). Changing either rebuilds the affected
+  // index files from the log on their next use.
+  bool indexes_enabled = true;
+  std::vector<std::string> indexed_headers;
   // Duplicate suppression: a message id (OutgoingMessage::message_id) seen within this window
   // is not stored again; the publish returns the original Position. 0 = off. At most
   // limits::dedup_window_ms_max. Measured from when the original was appended (after a

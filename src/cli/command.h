@@ -63,5 +63,6 @@ void add_demo_command(CLI::App& app, const GlobalOptions& global, Commands& comm
 void add_compact_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 void add_erase_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 void add_serve_command(CLI::App& app, const GlobalOptions& global, Commands& commands);  // serve_command.cc
+void add_query_command(CLI::App& app, const GlobalOptions& global, Commands& commands);
 
 }  // namespace msgstore::cli

@@ -75,6 +75,7 @@ int run(int argc, char** argv) {
   add_compact_command(app, global, commands);
   add_erase_command(app, global, commands);
   add_serve_command(app, global, commands);
+  add_query_command(app, global, commands);
 
   try {
     app.parse(argc, argv);

@@ -4,16 +4,19 @@
 
 namespace msgstore::cli {
 
-std::string stream_config_json(const StreamConfig& config) {
-  std::string subjects = "[";
-  for (std::size_t i = 0; i < config.subjects.size(); ++i) {
-    if (i > 0) subjects += ',';
-    append_json_string(subjects, config.subjects[i]);
+std::string json_string_array(const std::vector<std::string>& items) {
+  std::string array = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) array += ',';
+    append_json_string(array, items[i]);
   }
-  subjects += ']';
+  return array + ']';
+}
+
+std::string stream_config_json(const StreamConfig& config) {
   return JsonObject()
       .add("name", config.name)
-      .add_raw("subjects", subjects)
+      .add_raw("subjects", json_string_array(config.subjects))
       .add("partitions", config.partitions)
       .add("max_age_ms", config.max_age_ms)
       .add("max_bytes", config.max_bytes)
@@ -22,6 +25,8 @@ std::string stream_config_json(const StreamConfig& config) {
       .add("max_message_bytes", config.max_message_bytes)
       .add("segment_bytes", config.segment_bytes)
       .add("segment_age_ms", config.segment_age_ms)
+      .add("indexes_enabled", config.indexes_enabled)
+      .add_raw("indexed_headers", json_string_array(config.indexed_headers))
       .add("dedup_window_ms", config.dedup_window_ms)
       .add("cleanup", cleanup_policy_to_string(config.cleanup))
       .add("tombstone_retention_ms", config.tombstone_retention_ms)

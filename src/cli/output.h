@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "msgstore/message.h"
 #include "msgstore/store.h"
@@ -11,8 +12,12 @@
 
 namespace msgstore::cli {
 
+// ["a","b"]
+std::string json_string_array(const std::vector<std::string>& items);
+
 // {"name":..,"subjects":[..],"partitions":..,"max_age_ms":..,"max_bytes":..,"max_messages":..,
-//  "fsync":"always","max_message_bytes":..,"segment_bytes":..,"segment_age_ms":..}
+//  "fsync":"always","max_message_bytes":..,"segment_bytes":..,"segment_age_ms":..,
+//  "indexes_enabled":true,"indexed_headers":[..]}
 std::string stream_config_json(const StreamConfig& config);
 
 // {"config":{..},"bytes":..,"messages":..,"partitions":[{"partition":0,"first_offset":..,

@@ -203,4 +203,12 @@ std::vector<std::string> split_list(std::string_view text, char separator) {
   return items;
 }
 
+Result<HeaderView> parse_header_assignment(std::string_view text, std::string_view what) {
+  const std::size_t equals = text.find('=');
+  if (equals == std::string_view::npos || equals == 0) {
+    return Status(ErrorCode::invalid_argument, std::string(what) + ": '" + std::string(text) + "' is not name=value with a non-empty name");
+  }
+  return HeaderView{text.substr(0, equals), text.substr(equals + 1)};
+}
+
 }  // namespace msgstore::cli

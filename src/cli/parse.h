@@ -32,6 +32,10 @@ Result<TimestampMs> parse_time_ms(std::string_view text, std::string_view what);
 // "2024-05-01T12:30:00.250Z".
 std::string format_time_iso(TimestampMs time_ms);
 
+// "name=value" (the value may be empty, the name may not; the first '=' splits), as a view
+// into `text`, for --header flags.
+Result<HeaderView> parse_header_assignment(std::string_view text, std::string_view what);
+
 // Splits "a,b,,c" into {"a","b","c"} (empty items are dropped).
 std::vector<std::string> split_list(std::string_view text, char separator = ',');
 

@@ -38,6 +38,8 @@ struct PublishFlags {
   CLI::Option* message_id_option = nullptr;
   std::string expected_offset;
   CLI::Option* expected_offset_option = nullptr;
+  std::string expected_key_offset;
+  CLI::Option* expected_key_offset_option = nullptr;
   std::string ttl;
   CLI::Option* ttl_option = nullptr;
 };
@@ -46,6 +48,7 @@ struct PublishFlags {
 struct Policies {
   std::optional<std::string_view> message_id;
   std::optional<Offset> expected_offset;
+  std::optional<Offset> expected_key_offset;
   std::optional<std::int64_t> ttl_ms;
 };
 
@@ -83,6 +86,7 @@ class Publisher {
       message.timestamp_ms = timestamp_ms_;
       message.message_id = policies_.message_id;
       message.expected_offset = policies_.expected_offset;
+      message.expected_key_offset = policies_.expected_key_offset;
       message.ttl_ms = policies_.ttl_ms;
       messages.push_back(message);
     }
@@ -183,11 +187,9 @@ Status publish_stdin(Publisher& publisher) {
 int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
   std::vector<HeaderView> headers;
   for (const std::string& header : flags.headers) {
-    const std::size_t equals = header.find('=');
-    if (equals == std::string::npos || equals == 0) {
-      return usage_error("--header: '" + header + "' is not name=value with a non-empty name");
-    }
-    headers.push_back({std::string_view(header).substr(0, equals), std::string_view(header).substr(equals + 1)});
+    auto parsed = parse_header_assignment(header, "--header");
+    if (!parsed) return usage_error(parsed.status());
+    headers.push_back(*parsed);
   }
   TimestampMs timestamp_ms = timestamp_now;
   if (flags.timestamp_option->count() > 0) {
@@ -199,19 +201,29 @@ int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
   if (!batch) return usage_error(batch.status());
   if (*batch == 0) return usage_error("--batch: must be at least 1");
   Policies policies;
-  const bool single_message_flags = flags.message_id_option->count() > 0 || flags.expected_offset_option->count() > 0;
+  const bool single_message_flags = flags.message_id_option->count() > 0 || flags.expected_offset_option->count() > 0 ||
+                                    flags.expected_key_offset_option->count() > 0;
   if (single_message_flags && flags.messages.size() != 1) {
-    return usage_error("--message-id and --expected-offset describe one message: give exactly one MESSAGE argument");
+    return usage_error("--message-id, --expected-offset and --expected-key-offset describe one message: give exactly one "
+                       "MESSAGE argument");
   }
   if (flags.message_id_option->count() > 0) policies.message_id = flags.message_id;
+  // "empty" or an offset, for --expected-offset and --expected-key-offset.
+  auto parse_expected = [](const std::string& text, const char* what) -> Result<Offset> {
+    if (text == "empty") return expected_offset_empty;
+    auto expected = parse_unsigned(text, what, expected_offset_empty - 1);
+    if (!expected) return Status(ErrorCode::invalid_argument, expected.status().message() + " or 'empty'");
+    return *expected;
+  };
   if (flags.expected_offset_option->count() > 0) {
-    if (flags.expected_offset == "empty") {
-      policies.expected_offset = expected_offset_empty;
-    } else {
-      auto expected = parse_unsigned(flags.expected_offset, "--expected-offset", expected_offset_empty - 1);
-      if (!expected) return usage_error(Status(ErrorCode::invalid_argument, expected.status().message() + " or 'empty'"));
-      policies.expected_offset = *expected;
-    }
+    auto expected = parse_expected(flags.expected_offset, "--expected-offset");
+    if (!expected) return usage_error(expected.status());
+    policies.expected_offset = *expected;
+  }
+  if (flags.expected_key_offset_option->count() > 0) {
+    auto expected = parse_expected(flags.expected_key_offset, "--expected-key-offset");
+    if (!expected) return usage_error(expected.status());
+    policies.expected_key_offset = *expected;
   }
   if (flags.ttl_option->count() > 0) {
     auto ttl = parse_duration_ms(flags.ttl, "--ttl");
@@ -263,6 +275,11 @@ void add_publish_command(CLI::App& app, const GlobalOptions& global, Commands& c
                           "Message id for duplicate suppression: a repeat within the stream's dedup window stores nothing "
                           "and acks the original position with \"duplicate\":true (one MESSAGE)")
           ->type_name("ID");
+  flags->expected_key_offset_option =
+      publish->add_option("--expected-key-offset", flags->expected_key_offset,
+                          "Conditional append per key (needs --key): the key's expected last offset, or 'empty'; on "
+                          "mismatch nothing is stored and the error gives actual_offset (one MESSAGE)")
+          ->type_name("OFFSET");
   flags->expected_offset_option =
       publish->add_option("--expected-offset", flags->expected_offset,
                           "Conditional append: the partition's expected last offset, or 'empty'; on mismatch nothing is "

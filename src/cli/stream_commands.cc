@@ -15,12 +15,15 @@ struct StreamFlags {
   std::string name;
   std::vector<std::string> subjects;
   std::string partitions, max_age, max_bytes, max_messages, fsync, max_message_bytes, segment_bytes, segment_age;
+  std::string index_headers, indexes;
   std::string dedup_window;
   CLI::Option* dedup_window_option = nullptr;
   std::string cleanup, tombstone_retention;
   CLI::Option* cleanup_option = nullptr;
   CLI::Option* tombstone_retention_option = nullptr;
   CLI::Option* subjects_option = nullptr;
+  CLI::Option* index_headers_option = nullptr;
+  CLI::Option* indexes_option = nullptr;
   CLI::Option* partitions_option = nullptr;
   CLI::Option* max_age_option = nullptr;
   CLI::Option* max_bytes_option = nullptr;
@@ -60,6 +63,12 @@ void add_stream_flags(CLI::App* command, StreamFlags& flags, bool subjects_requi
   flags.segment_age_option =
       command->add_option("--segment-age", flags.segment_age, "Roll segment files at this age (default 7d)")
           ->type_name("DURATION");
+  flags.index_headers_option =
+      command->add_option("--index-headers", flags.index_headers,
+                          "Headers whose values are indexed for queries, comma separated ('' for none)")
+          ->type_name("NAMES");
+  flags.indexes_option =
+      command->add_option("--indexes", flags.indexes, "Key, subject and header indexes: on (default) or off")->type_name("on|off");
   flags.dedup_window_option =
       command->add_option("--dedup-window", flags.dedup_window,
                           "Duplicate suppression window for message ids (default 2m, 0 = off)")
@@ -122,6 +131,11 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
     if (!value) return value.status();
     if (*value == 0) return Status(ErrorCode::invalid_argument, "--segment-age: must be positive");
     config.segment_age_ms = *value;
+  }
+  if (flags.index_headers_option->count() > 0) config.indexed_headers = split_list(flags.index_headers);
+  if (flags.indexes_option->count() > 0) {
+    if (flags.indexes != "on" && flags.indexes != "off") return Status(ErrorCode::invalid_argument, "--indexes: on or off");
+    config.indexes_enabled = flags.indexes == "on";
   }
   if (flags.dedup_window_option->count() > 0) {
     auto value = parse_duration_ms(flags.dedup_window, "--dedup-window");

@@ -360,6 +360,7 @@ Status PartitionLog::fail(Status status) {
 Status PartitionLog::roll_locked(TimestampMs now) {
   std::shared_ptr<Segment> old = active_;
   MSGSTORE_RETURN_IF_ERROR(old->seal());
+  if (observer_) observer_->on_segment_sealed(*old);
   auto segment = Segment::create(file_system_, directory_, next_offset_, now);
   if (!segment) return segment.status();
   MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
@@ -429,6 +430,7 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
     std::string_view batch = builder.finish(base, synced_offset_hint_.load(std::memory_order_acquire));
     BatchHeader header;
     MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
+    const std::uint64_t position = active_->readable_bytes();
     Status written = active_->append(batch, header);
     if (!written.is_ok()) {
       if (written.code() == ErrorCode::no_space) {
@@ -437,6 +439,7 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
       }
       return fail(written);
     }
+    if (observer_) observer_->on_batch_appended(*active_, position, batch, header);
     next_offset_ = header.next_offset();
     end = next_offset_;
   }
@@ -836,6 +839,7 @@ Status PartitionLog::apply_retention(TimestampMs now) {
     for (auto kind : {SegmentFileKind::log, SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
       MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, segment->base_offset(), kind)));
     }
+    if (observer_) observer_->on_segment_removed(segment->base_offset());
   }
   MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
   for (const auto& segment : doomed) notify_segment_change(SegmentChange::removed, segment->base_offset());

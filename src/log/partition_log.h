@@ -51,6 +51,19 @@ struct RecoveryReport {
   std::vector<std::string> corruption;      // damaged ranges kept and never served
 };
 
+// Derived data kept beside the log (the message indexes of src/index) follows the log through
+// these calls. Callbacks must not fail the log and must not call back into it.
+class LogObserver {
+ public:
+  virtual ~LogObserver() = default;
+  // Under the append lock, after `batch` was written at byte `position` of the active segment.
+  virtual void on_batch_appended(const Segment& segment, std::uint64_t position, std::string_view batch,
+                                 const BatchHeader& header) = 0;
+  // Under the append lock, after `segment` was sealed and synced, before the next one starts.
+  virtual void on_segment_sealed(const Segment& segment) = 0;
+  // After retention deleted the segment's files.
+  virtual void on_segment_removed(Offset segment_base) = 0;
+};
 // A check run under the partition's append lock, with the offset the batch would start at,
 // just before it is written (conditional append: OutgoingMessage::expected_offset). A non-ok
 // Status rejects the append and nothing is written. It must be quick and must not call this log.
@@ -72,6 +85,10 @@ class PartitionLog {
   ~PartitionLog();
 
   void set_options(const LogOptions& options);
+  // Set once, right after open and before the log is shared with other threads.
+  void set_observer(std::shared_ptr<LogObserver> observer) { observer_ = std::move(observer); }
+  // The segments, oldest first: a snapshot; a segment stays readable while referenced.
+  std::vector<std::shared_ptr<Segment>> segments_snapshot() const { return segments_from(0); }
   // Called (outside any lock of this log) whenever the high watermark advances.
   void set_data_listener(std::function<void()> listener);
 
@@ -209,6 +226,7 @@ class PartitionLog {
   std::mutex erase_list_write_mutex_;
   mutable std::mutex erased_mutex_;
   std::shared_ptr<const std::vector<Offset>> erased_ = std::make_shared<const std::vector<Offset>>();
+  std::shared_ptr<LogObserver> observer_;  // set before the log is shared; then read-only
 };
 
 }  // namespace msgstore::log

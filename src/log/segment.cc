@@ -92,7 +92,10 @@ std::string encode_segment_header(Offset base_offset, TimestampMs created_ms, bo
 std::optional<Offset> parse_segment_log_name(const std::string& name) {
   char expected_suffix[16];
   std::snprintf(expected_suffix, sizeof expected_suffix, ".v%u.log", unsigned{format::segment_version});
-  const std::string_view suffix = expected_suffix;
+  return parse_segment_file_name(name, expected_suffix);
+}
+
+std::optional<Offset> parse_segment_file_name(const std::string& name, std::string_view suffix) {
   if (name.size() != 20 + suffix.size() || name.compare(20, std::string::npos, suffix) != 0) return std::nullopt;
   Offset value = 0;
   for (std::size_t i = 0; i < 20; ++i) {

@@ -31,6 +31,9 @@ enum class SegmentFileKind : std::uint8_t { log, offset_index, time_index };
 std::filesystem::path segment_file_path(const std::filesystem::path& directory, Offset base_offset, SegmentFileKind kind);
 // Parses a segment log file name; nullopt for any other name.
 std::optional<Offset> parse_segment_log_name(const std::string& name);
+// Parses "<base offset, 20 digits><suffix>" (for files named after a segment, such as the
+// message indexes of src/index); nullopt for any other name.
+std::optional<Offset> parse_segment_file_name(const std::string& name, std::string_view suffix);
 
 // The 32-byte segment header (docs/formats/segment-log.md). `rewritten` writes version 2 with
 // the rewritten flag (a segment produced by log/segment_rewrite.h).

@@ -29,8 +29,12 @@ http::status http_status_for(ErrorCode code) {
     case ErrorCode::stream_not_found:
     case ErrorCode::partition_not_found:
     case ErrorCode::no_matching_stream:
-    case ErrorCode::not_found: return http::status::not_found;
-    case ErrorCode::stream_exists: return http::status::conflict;
+    case ErrorCode::not_found:
+    case ErrorCode::consumer_not_found: return http::status::not_found;
+    case ErrorCode::stream_exists:
+    case ErrorCode::consumer_exists:
+    case ErrorCode::stale_delivery: return http::status::conflict;
+    case ErrorCode::expected_offset_mismatch: return http::status::precondition_failed;
     case ErrorCode::message_too_large: return http::status::payload_too_large;
     case ErrorCode::limit_exceeded: return http::status::too_many_requests;
     case ErrorCode::no_space: return http::status::insufficient_storage;
@@ -78,6 +82,11 @@ std::string error_body(const Status& error, const json::object& details) {
 HttpResponse error_response(const RequestContext& context, const Status& error, json::object details,
                             std::optional<http::status> status) {
   const http::status chosen = status.value_or(http_status_for(error.code()));
+  // A failed precondition says what the offset actually is ("empty": nothing yet).
+  if (error.actual_offset() && !details.contains("actual_offset")) {
+    if (*error.actual_offset() == expected_offset_empty) details["actual_offset"] = "empty";
+    else details["actual_offset"] = *error.actual_offset();
+  }
   HttpResponse response = text_response(context, chosen, error_body(error, details), "application/json");
   // Overload and shutdown are temporary: tell clients when to come back.
   if (chosen == http::status::too_many_requests || chosen == http::status::service_unavailable) {

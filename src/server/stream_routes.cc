@@ -111,6 +111,10 @@ struct RawMessageMetadata {
   std::vector<std::pair<std::string, std::string>> headers;
   std::vector<HeaderView> header_views;  // over `headers`; filled by outgoing()
   TimestampMs timestamp_ms = timestamp_now;
+  std::optional<std::string> message_id;       // Msgstore-Message-Id: duplicate suppression
+  std::optional<Offset> expected_offset;       // Msgstore-Expected-Offset: N or "empty"
+  std::optional<Offset> expected_key_offset;   // Msgstore-Expected-Key-Offset: N or "empty"
+  std::optional<std::int64_t> ttl_ms;          // Msgstore-TTL-Ms
 
   OutgoingMessage outgoing(std::string_view payload) {
     header_views.clear();
@@ -121,13 +125,18 @@ struct RawMessageMetadata {
     message.headers = header_views;
     message.payload = payload;
     message.timestamp_ms = timestamp_ms;
+    if (message_id) message.message_id = std::string_view(*message_id);
+    message.expected_offset = expected_offset;
+    message.expected_key_offset = expected_key_offset;
+    message.ttl_ms = ttl_ms;
     return message;
   }
 };
 
-// Msgstore-Subject (unless `subject_fixed`), Msgstore-Key, Msgstore-Timestamp-Ms and
-// Msgstore-Header-<name>. The reserved dedup/precondition headers are refused until the store
-// supports them, rather than silently publishing without the guarantee the client asked for.
+// Msgstore-Subject (unless `subject_fixed`), Msgstore-Key, Msgstore-Timestamp-Ms,
+// Msgstore-Header-<name>, and the policies: Msgstore-Message-Id (duplicate suppression),
+// Msgstore-Expected-Offset / Msgstore-Expected-Key-Offset (conditional append; 412 with the
+// actual offset on mismatch) and Msgstore-TTL-Ms.
 Result<RawMessageMetadata> parse_raw_metadata(const HttpRequest& request, std::string default_subject, bool subject_fixed) {
   RawMessageMetadata metadata;
   metadata.subject = std::move(default_subject);
@@ -148,9 +157,27 @@ Result<RawMessageMetadata> parse_raw_metadata(const HttpRequest& request, std::s
       metadata.timestamp_ms = parsed;
     } else if (name.size() > header_prefix.size() && beast::iequals(name.substr(0, header_prefix.size()), header_prefix)) {
       metadata.headers.emplace_back(std::string(name.substr(header_prefix.size())), std::string(value));
-    } else if (beast::iequals(name, "msgstore-message-id") || beast::iequals(name, "msgstore-expected-offset") ||
-               beast::iequals(name, "msgstore-expected-key-offset")) {
-      return Status(ErrorCode::invalid_argument, "header " + std::string(name) + " is not supported by this server yet");
+    } else if (beast::iequals(name, "msgstore-message-id")) {
+      metadata.message_id = std::string(value);
+    } else if (beast::iequals(name, "msgstore-expected-offset") || beast::iequals(name, "msgstore-expected-key-offset")) {
+      Offset parsed = 0;
+      if (value == "empty") {
+        parsed = expected_offset_empty;
+      } else {
+        const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+        if (value.empty() || error != std::errc() || end != value.data() + value.size()) {
+          return Status(ErrorCode::invalid_argument,
+                        "header " + std::string(name) + ": '" + std::string(value) + "' is not an offset or \"empty\"");
+        }
+      }
+      (beast::iequals(name, "msgstore-expected-offset") ? metadata.expected_offset : metadata.expected_key_offset) = parsed;
+    } else if (beast::iequals(name, "msgstore-ttl-ms")) {
+      std::int64_t parsed = 0;
+      const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+      if (value.empty() || error != std::errc() || end != value.data() + value.size() || parsed <= 0) {
+        return Status(ErrorCode::invalid_argument, "header Msgstore-TTL-Ms: '" + std::string(value) + "' is not a positive number of milliseconds");
+      }
+      metadata.ttl_ms = parsed;
     }
   }
   return metadata;
@@ -166,8 +193,9 @@ asio::awaitable<HttpResponse> publish_one(RequestContext& context) {
   if (!positions) co_return error_response(context, positions.status(), {{"stream", stream}});
   if (positions->empty()) co_return error_response(context, Status(ErrorCode::internal_error, "publish returned no position"));
   const Position& position = positions->front();
-  co_return json_response(context, http::status::ok,
-                          json::object{{"stream", position.stream}, {"partition", position.partition}, {"offset", position.offset}});
+  json::object body{{"stream", position.stream}, {"partition", position.partition}, {"offset", position.offset}};
+  if (position.duplicate) body["duplicate"] = true;
+  co_return json_response(context, http::status::ok, std::move(body));
 }
 
 // POST /v1/streams/{stream}/batch: JSON {"messages":[...]} or NDJSON, all or nothing.

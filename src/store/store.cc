@@ -11,6 +11,7 @@
 #include "base/hash.h"
 #include "base/subject.h"
 #include "io/metadata_file.h"
+#include "index/query_engine.h"
 #include "log/message_policy.h"
 #include "log/record_batch.h"
 #include "store/store_impl.h"
@@ -38,6 +39,10 @@ bool is_environment_error(const Status& status) {
 
 Status with_context(const Status& status, const std::string& context) {
   return Status(status.code(), context + ": " + status.message());
+}
+
+index::IndexConfiguration index_configuration_for(const StreamConfig& config) {
+  return index::make_index_configuration(config.indexes_enabled, config.indexed_headers);
 }
 
 }  // namespace
@@ -189,6 +194,9 @@ Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partit
                                        store::log_options_for(state.config), nullptr, nullptr);
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
+    auto index = index::PartitionIndex::attach(*file_system_, *shared, index_configuration_for(state.config));
+    if (!index) return index.status();
+    state.indexes.push_back(std::move(*index));
     std::weak_ptr<StoreImpl> self = weak_from_this();
     shared->set_data_listener([self] {
       if (auto store = self.lock()) store->notify_data();
@@ -395,6 +403,7 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
   MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
                                                    store::stream_meta_version, store::encode_stream_config(config)));
   for (const auto& partition : state->partitions) partition->set_options(store::log_options_for(config));
+  for (const auto& index : state->indexes) index->set_configuration(index_configuration_for(config));
   auto updated = std::make_shared<StreamTable>(*table);
   (*updated)[config.name] = state;
   install_table(updated);
@@ -577,6 +586,41 @@ Status check_expected_offsets(std::span<const OutgoingMessage> messages, const s
   return Status::ok();
 }
 
+// The per-key conditional append (expected_key_offset), under the partition's append lock: the
+// key's last offset is the newest earlier record of the batch with that key, else what the key
+// index finds in the log (appended but unacknowledged messages included).
+Status check_expected_key_offsets(std::span<const OutgoingMessage> messages, const std::vector<std::uint32_t>& message_indexes,
+                                  Offset next_offset, const log::PartitionLog& log, index::PartitionIndex& partition_index,
+                                  const std::string& stream, std::uint32_t partition) {
+  for (std::size_t i = 0; i < message_indexes.size(); ++i) {
+    const OutgoingMessage& message = messages[message_indexes[i]];
+    if (!message.expected_key_offset) continue;
+    std::optional<Offset> actual;
+    for (std::size_t earlier = i; earlier-- > 0;) {
+      if (messages[message_indexes[earlier]].key == message.key) {
+        actual = next_offset + earlier;
+        break;
+      }
+    }
+    if (!actual) {
+      auto found = index::last_offset_for_key(log, partition_index, *message.key);
+      if (!found) return with_context(found.status(), "checking expected_key_offset");
+      actual = *found;
+    }
+    const Offset actual_last = actual.value_or(expected_offset_empty);
+    if (*message.expected_key_offset == actual_last) continue;
+    auto describe = [](Offset offset) {
+      return offset == expected_offset_empty ? std::string("none (no message has the key)") : std::to_string(offset);
+    };
+    return Status(ErrorCode::expected_offset_mismatch,
+                  "message " + std::to_string(message_indexes[i]) + ": expected last offset " +
+                      describe(*message.expected_key_offset) + " for its key in " + stream + "/" + std::to_string(partition) +
+                      ", but it is " + describe(actual_last) + "; nothing was stored",
+                  actual_last);
+  }
+  return Status::ok();
+}
+
 // One (message, capturing stream) pair of a publish, in message order.
 struct Placement {
   enum class Dedup : std::uint8_t {
@@ -682,6 +726,16 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
                                                         std::to_string(stream->config.max_message_bytes));
       }
       const std::uint32_t partitions = stream->config.partitions;
+      if (message.expected_key_offset) {
+        if (!message.key) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) + ": an expected_key_offset needs a key");
+        }
+        if (!stream->config.indexes_enabled) {
+          return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) + ": an expected_key_offset needs the key "
+                                                         "index, and stream '" + stream->config.name + "' has indexes disabled");
+        }
+        conditional = true;
+      }
       if (message.expected_offset) {
         if (partitions > 1 && !message.key) {
           return Status(ErrorCode::invalid_argument, "message " + std::to_string(index) +
@@ -804,9 +858,12 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
     const auto& log = destination.stream->partitions[destination.partition];
     log::AppendPrecondition precondition;
     if (conditional) {
-      precondition = [&destination, messages](Offset next_offset) {
-        return check_expected_offsets(messages, destination.message_indexes, next_offset, destination.stream->config.name,
-                                      destination.partition);
+      precondition = [&destination, &log, messages](Offset next_offset) {
+        MSGSTORE_RETURN_IF_ERROR(check_expected_offsets(messages, destination.message_indexes, next_offset,
+                                                        destination.stream->config.name, destination.partition));
+        return check_expected_key_offsets(messages, destination.message_indexes, next_offset, *log,
+                                          *destination.stream->indexes[destination.partition], destination.stream->config.name,
+                                          destination.partition);
       };
     }
     auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
@@ -924,6 +981,25 @@ Result<Offset> StoreImpl::resolve_start(std::string_view stream, std::uint32_t p
   return Status(ErrorCode::invalid_argument, "unknown start position");
 }
 
+Result<QueryResult> StoreImpl::query(const Query& query, const QueryCallback& callback) const {
+  if (closed_) return Status(ErrorCode::closed, "store is closed");
+  if (!query.stream.empty()) MSGSTORE_RETURN_IF_ERROR(validate_stream_name(query.stream));
+  MSGSTORE_RETURN_IF_ERROR(index::validate_query(query));
+  const auto table = streams();  // held: the query reads this snapshot of the streams
+  std::vector<index::QueryStream> scope;
+  for (const auto& [name, state] : *table) {
+    if (!query.stream.empty() && name != query.stream) continue;
+    if (!query.stream.empty() && query.partition && *query.partition >= state->partitions.size()) {
+      return Status(ErrorCode::partition_not_found, "stream '" + name + "' has no partition " + std::to_string(*query.partition));
+    }
+    scope.push_back({name, index_configuration_for(state->config), state->partitions, state->indexes});
+  }
+  if (!query.stream.empty() && scope.empty()) {
+    return Status(ErrorCode::stream_not_found, "stream '" + query.stream + "' does not exist");
+  }
+  return index::run_query(query, scope, callback);
+}
+
 Result<VerifyReport> StoreImpl::verify(std::string_view stream) const {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
   VerifyReport report;
@@ -981,6 +1057,9 @@ Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_
 Result<std::vector<Position>> Store::publish_to(std::string_view stream, std::span<const OutgoingMessage> messages) {
   if (stream.empty()) return Status(ErrorCode::invalid_argument, "publish_to needs a stream name");
   return impl_->publish(messages, stream);
+}
+Result<QueryResult> Store::query(const Query& query, const QueryCallback& callback) const {
+  return impl_->query(query, callback);
 }
 Status Store::run_maintenance() { return impl_->run_maintenance(); }
 std::unique_ptr<DataListenerHandle> Store::add_data_listener(std::function<void()> listener) {

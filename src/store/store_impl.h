@@ -16,9 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "index/partition_index.h"
 #include "log/partition_log.h"
 #include "store/compaction.h"
 #include "msgstore/file_system.h"
+#include "msgstore/query.h"
 #include "msgstore/store.h"
 #include "store/dedup_table.h"
 
@@ -27,6 +29,7 @@ namespace msgstore {
 struct StreamState {
   StreamConfig config;  // immutable once published in a table; updates publish a new StreamState
   std::vector<std::shared_ptr<log::PartitionLog>> partitions;
+  std::vector<std::shared_ptr<index::PartitionIndex>> indexes;  // one per partition (src/index)
   std::shared_ptr<std::atomic<std::uint32_t>> round_robin = std::make_shared<std::atomic<std::uint32_t>>(0);
   std::filesystem::path directory;
   // Recently published message ids (duplicate suppression); shared by every StreamState of
@@ -68,6 +71,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<Offset> resolve_start(std::string_view stream, std::uint32_t partition, const StartPosition& start) const;
 
   Result<std::unique_ptr<Subscription>> subscribe(SubscribeOptions options, SubscriptionHandler handler);
+
+  Result<QueryResult> query(const Query& query, const QueryCallback& callback) const;
 
   Result<VerifyReport> verify(std::string_view stream) const;
   Status run_maintenance();

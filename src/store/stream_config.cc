@@ -102,6 +102,16 @@ Status validate_stream_config(const StreamConfig& config) {
                                                    std::to_string(limits::segment_bytes_max));
   }
   if (config.segment_age_ms <= 0) return Status(ErrorCode::invalid_argument, "segment_age_ms must be positive");
+  if (config.indexed_headers.size() > limits::indexed_headers_max) {
+    return Status(ErrorCode::invalid_argument, "a stream may index at most " + std::to_string(limits::indexed_headers_max) + " headers");
+  }
+  for (const std::string& header : config.indexed_headers) {
+    const bool blank = header.find_first_of(" \t\r\n") != std::string::npos;
+    if (header.empty() || header.size() > limits::header_name_bytes_max || blank) {
+      return Status(ErrorCode::invalid_argument, "indexed header names must be 1 to " +
+                                                     std::to_string(limits::header_name_bytes_max) + " bytes without whitespace");
+    }
+  }
   if (config.dedup_window_ms < 0 || config.dedup_window_ms > limits::dedup_window_ms_max) {
     return Status(ErrorCode::invalid_argument, "dedup_window_ms must be 0 (off) to " + std::to_string(limits::dedup_window_ms_max));
   }
@@ -110,6 +120,21 @@ Status validate_stream_config(const StreamConfig& config) {
 }
 
 namespace store {
+namespace {
+
+// Space-separated words (stream.meta lists: subject patterns, indexed header names).
+std::vector<std::string> split_words(std::string_view text) {
+  std::vector<std::string> words;
+  while (!text.empty()) {
+    std::size_t space = text.find(' ');
+    words.emplace_back(text.substr(0, space));
+    if (space == std::string_view::npos) break;
+    text.remove_prefix(space + 1);
+  }
+  return words;
+}
+
+}  // namespace
 
 io::MetadataFields encode_stream_config(const StreamConfig& config) {
   io::MetadataFields fields;
@@ -128,6 +153,13 @@ io::MetadataFields encode_stream_config(const StreamConfig& config) {
   fields["max_message_bytes"] = std::to_string(config.max_message_bytes);
   fields["segment_bytes"] = std::to_string(config.segment_bytes);
   fields["segment_age_ms"] = std::to_string(config.segment_age_ms);
+  fields["indexes_enabled"] = config.indexes_enabled ? "1" : "0";
+  std::string headers;
+  for (const std::string& header : config.indexed_headers) {
+    if (!headers.empty()) headers += ' ';
+    headers += header;  // names contain no whitespace (validated)
+  }
+  fields["indexed_headers"] = headers;
   fields["dedup_window_ms"] = std::to_string(config.dedup_window_ms);
   fields["cleanup"] = cleanup_policy_to_string(config.cleanup);
   fields["tombstone_retention_ms"] = std::to_string(config.tombstone_retention_ms);
@@ -143,13 +175,7 @@ Result<StreamConfig> decode_stream_config(const io::MetadataFields& fields) {
     return Status(ErrorCode::corruption, "stream metadata lacks name, subjects or fsync");
   }
   config.name = name->second;
-  std::string_view rest = subjects->second;
-  while (!rest.empty()) {
-    std::size_t space = rest.find(' ');
-    config.subjects.emplace_back(rest.substr(0, space));
-    if (space == std::string_view::npos) break;
-    rest.remove_prefix(space + 1);
-  }
+  config.subjects = split_words(subjects->second);
   auto partitions = io::metadata_u64(fields, "partitions");
   auto max_age = io::metadata_i64(fields, "max_age_ms");
   auto max_bytes = io::metadata_u64(fields, "max_bytes");
@@ -168,6 +194,12 @@ Result<StreamConfig> decode_stream_config(const io::MetadataFields& fields) {
   config.max_message_bytes = *max_message_bytes;
   config.segment_bytes = *segment_bytes;
   config.segment_age_ms = *segment_age;
+  // Index settings arrived after format 1 was first written: absent means the defaults.
+  if (auto enabled = fields.find("indexes_enabled"); enabled != fields.end()) {
+    if (enabled->second != "0" && enabled->second != "1") return Status(ErrorCode::corruption, "stream metadata: bad indexes_enabled");
+    config.indexes_enabled = enabled->second == "1";
+  }
+  if (auto headers = fields.find("indexed_headers"); headers != fields.end()) config.indexed_headers = split_words(headers->second);
   // Added after version 1 was released: files without it get the default.
   if (fields.count("dedup_window_ms")) {
     auto dedup_window = io::metadata_i64(fields, "dedup_window_ms");

@@ -97,8 +97,8 @@ TEST_F(CliTest, StreamLifecycle) {
   EXPECT_EQ(created.out,
             R"({"name":"orders","subjects":["orders.*","orders.>"],"partitions":2,"max_age_ms":604800000,)"
             R"("max_bytes":1073741824,"max_messages":1000,"fsync":"interval:100","max_message_bytes":65536,)"
-            R"("segment_bytes":1048576,"segment_age_ms":604800000,"dedup_window_ms":120000,"cleanup":"delete",)"
-            R"("tombstone_retention_ms":86400000})"
+            R"("segment_bytes":1048576,"segment_age_ms":604800000,"indexes_enabled":true,"indexed_headers":[],)"
+            R"("dedup_window_ms":120000,"cleanup":"delete","tombstone_retention_ms":86400000})"
             "\n");
   ok({"stream", "create", "audit", "--subjects", "audit.>", "--max-age", "3600s"});
 
@@ -511,6 +511,35 @@ TEST_F(CliTest, CompactKeepsTheLatestPerKey) {
   fails({"compact", "--stream", "plain"}, 1, "invalid_argument");
   fails({"stream", "create", "bad", "--subjects", "bad.>", "--cleanup", "sometimes"}, 2, "invalid_argument");
   ok({"verify"});
+}
+
+TEST_F(CliTest, QueryFindsPagesAndExplains) {
+  ok({"stream", "create", "orders", "--subjects", "orders.>", "--segment-bytes", "4KiB", "--index-headers", "customer"});
+  std::string input;
+  for (int i = 0; i < 90; ++i) input += "payload " + std::to_string(i) + (i % 30 == 0 ? " needle" : "") + "\n";
+  ok({"publish", "-q", "orders.created", "--key", "order-7", "--header", "customer=acme", "--batch", "4"}, input);
+  ok({"publish", "-q", "orders.paid", "--key", "order-8", "--header", "customer=initech"}, input);
+
+  ProcessResult page = ok({"query", "--stream", "orders", "--key", "order-7", "--newest-first", "--limit", "5", "--explain"});
+  auto lines = page.out_lines();
+  ASSERT_EQ(lines.size(), 7u) << page.out;
+  EXPECT_NE(lines[0].find(R"("offset":89,)"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[4].find(R"("offset":85,)"), std::string::npos) << lines[4];
+  ASSERT_EQ(lines[5].rfind(R"({"next_cursor":")", 0), 0u) << lines[5];
+  EXPECT_NE(lines[6].find(R"("plan":"key index")"), std::string::npos) << lines[6];
+  const std::string cursor = lines[5].substr(16, lines[5].size() - 18);
+  ProcessResult next = ok({"query", "--stream", "orders", "--key", "order-7", "--newest-first", "--limit", "5", "--cursor", cursor});
+  EXPECT_NE(next.out_lines().at(0).find(R"("offset":84,)"), std::string::npos) << next.out;
+
+  ProcessResult found = ok({"query", "--stream", "orders", "--header", "customer=initech", "--contains", "needle"});
+  EXPECT_EQ(found.out_lines().size(), 3u) << found.out;
+
+  fails({"query", "--stream", "orders", "--header", "region=eu"}, 2, "invalid_argument");
+  fails({"query", "--stream", "orders", "--cursor", "garbage"}, 2, "invalid_argument");
+  fails({"query", "--stream", "orders", "--from-offset", "9", "--to-offset", "3"}, 2, "invalid_argument");
+  fails({"query", "--stream", "orders", "--subject", "orders.>.x"}, 2, "invalid_argument");
+  fails({"query", "--stream", "nope"}, 1, "stream_not_found");
+  ok({"query", "--stream", "orders", "--header", "region=eu", "--scan"});
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 build=build/fuzz
-targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state)
+targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor)
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \

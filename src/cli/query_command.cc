@@ -1,0 +1,141 @@
+// query [--stream S] [predicates...]: finds messages through Store::query (docs/query.md).
+//
+// Output: one JSON object per matching message (the same shape as `read`), then, when more
+// matches may follow, {"next_cursor":"..."} (pass it to --cursor for the next page), then with
+// --explain {"explain":{...}}: which index served the query and what it read.
+#include "cli/command.h"
+#include "cli/json.h"
+#include "cli/output.h"
+#include "cli/parse.h"
+
+namespace msgstore::cli {
+namespace {
+
+struct QueryFlags {
+  std::string stream, partition, from_time, to_time, from_offset, to_offset, subject, key, contains, limit = "100", cursor;
+  std::vector<std::string> headers;
+  bool newest_first = false;
+  bool explain = false;
+  bool scan = false;
+  CLI::Option* partition_option = nullptr;
+  CLI::Option* from_time_option = nullptr;
+  CLI::Option* to_time_option = nullptr;
+  CLI::Option* from_offset_option = nullptr;
+  CLI::Option* to_offset_option = nullptr;
+  CLI::Option* key_option = nullptr;
+  CLI::Option* contains_option = nullptr;
+};
+
+Result<Query> make_query(const QueryFlags& flags) {
+  Query query;
+  query.stream = flags.stream;
+  if (flags.partition_option->count() > 0) {
+    auto partition = parse_unsigned(flags.partition, "--partition", limits::partitions_per_stream_max - 1);
+    if (!partition) return partition.status();
+    query.partition = static_cast<std::uint32_t>(*partition);
+  }
+  if (flags.from_time_option->count() > 0) {
+    auto time_ms = parse_time_ms(flags.from_time, "--from-time");
+    if (!time_ms) return time_ms.status();
+    query.from_time_ms = *time_ms;
+  }
+  if (flags.to_time_option->count() > 0) {
+    auto time_ms = parse_time_ms(flags.to_time, "--to-time");
+    if (!time_ms) return time_ms.status();
+    query.to_time_ms = *time_ms;
+  }
+  if (flags.from_offset_option->count() > 0) {
+    auto offset = parse_unsigned(flags.from_offset, "--from-offset");
+    if (!offset) return offset.status();
+    query.from_offset = *offset;
+  }
+  if (flags.to_offset_option->count() > 0) {
+    auto offset = parse_unsigned(flags.to_offset, "--to-offset");
+    if (!offset) return offset.status();
+    query.to_offset = *offset;
+  }
+  query.subject_pattern = flags.subject;
+  if (flags.key_option->count() > 0) query.key = flags.key;
+  for (const std::string& header : flags.headers) {
+    auto parsed = parse_header_assignment(header, "--header");
+    if (!parsed) return parsed.status();
+    query.header_equals.push_back({std::string(parsed->name), std::string(parsed->value)});
+  }
+  if (flags.contains_option->count() > 0) query.payload_contains = flags.contains;
+  query.order = flags.newest_first ? QueryOrder::newest_first : QueryOrder::oldest_first;
+  auto limit = parse_unsigned(flags.limit, "--limit", limits::query_results_max);
+  if (!limit) return limit.status();
+  query.limit = static_cast<std::size_t>(*limit);
+  query.cursor = flags.cursor;
+  query.allow_scan = flags.scan;
+  return query;
+}
+
+std::string statistics_json(const QueryStatistics& statistics) {
+  return JsonObject()
+      .add("plan", statistics.plan)
+      .add("partitions_considered", statistics.partitions_considered)
+      .add("segments_considered", statistics.segments_considered)
+      .add("segments_skipped_by_range", statistics.segments_skipped_by_range)
+      .add("segments_skipped_by_filter", statistics.segments_skipped_by_filter)
+      .add("segments_read", statistics.segments_read)
+      .add("index_lookups", statistics.index_lookups)
+      .add("index_files_rebuilt", statistics.index_files_rebuilt)
+      .add("bytes_read", statistics.bytes_read)
+      .add("messages_examined", statistics.messages_examined)
+      .add("messages_matched", statistics.messages_matched)
+      .finish();
+}
+
+int run_query_command(const GlobalOptions& global, const QueryFlags& flags) {
+  if (!flags.stream.empty() && check_stream_name(flags.stream) != exit_success) return exit_usage;
+  auto query = make_query(flags);
+  if (!query) return usage_error(query.status());
+  auto store = open_store(global, /*create_if_missing=*/false);
+  if (!store) return fail(store.status());
+  bool output_failed = false;
+  auto result = (*store)->query(*query, [&](const QueryMatch& match) {
+    if (!print_line(message_json(match.stream, match.partition, match.message))) {
+      output_failed = true;
+      return ScanControl::stop;
+    }
+    return ScanControl::proceed;
+  });
+  if (output_failed) return fail(Status(ErrorCode::io_error, "writing to stdout failed"));
+  if (!result) {
+    // Bad predicates and cursors are the user's input: usage errors, like malformed flags.
+    if (result.status().code() == ErrorCode::invalid_argument) return usage_error(result.status());
+    return fail(result.status());
+  }
+  if (!result->next_cursor.empty()) print_line(JsonObject().add("next_cursor", result->next_cursor).finish());
+  if (flags.explain) print_line(JsonObject().add_raw("explain", statistics_json(result->statistics)).finish());
+  if (!flush_output()) return fail(Status(ErrorCode::io_error, "writing to stdout failed"));
+  return close_store(**store);
+}
+
+}  // namespace
+
+void add_query_command(CLI::App& app, const GlobalOptions& global, Commands& commands) {
+  auto flags = std::make_shared<QueryFlags>();
+  CLI::App* query = app.add_subcommand("query", "Find messages by key, subject, header values, time, offsets or payload text");
+  query->add_option("--stream", flags->stream, "Stream to search (default: every stream)")->type_name("NAME");
+  flags->partition_option = query->add_option("--partition", flags->partition, "Only this partition")->type_name("N");
+  flags->from_time_option = query->add_option("--from-time", flags->from_time, "Timestamp at or after (ms or ISO 8601)")->type_name("TIME");
+  flags->to_time_option = query->add_option("--to-time", flags->to_time, "Timestamp before (ms or ISO 8601)")->type_name("TIME");
+  flags->from_offset_option = query->add_option("--from-offset", flags->from_offset, "Offset at or after")->type_name("N");
+  flags->to_offset_option = query->add_option("--to-offset", flags->to_offset, "Offset before")->type_name("N");
+  query->add_option("--subject", flags->subject, "Subject pattern ('orders.*', 'orders.>')")->type_name("PATTERN");
+  flags->key_option = query->add_option("--key", flags->key, "Message key equals")->type_name("KEY");
+  query->add_option("--header", flags->headers, "Header name=value that must be present (repeatable; AND)")
+      ->allow_extra_args(false)
+      ->type_name("NAME=VALUE");
+  flags->contains_option = query->add_option("--contains", flags->contains, "Payload contains this text (a scan)")->type_name("TEXT");
+  query->add_flag("--newest-first", flags->newest_first, "Newest first (default oldest first)");
+  query->add_option("--limit", flags->limit, "At most this many messages (default 100)")->type_name("N");
+  query->add_option("--cursor", flags->cursor, "Continue from a previous query's next_cursor")->type_name("CURSOR");
+  query->add_flag("--explain", flags->explain, "Print which index served the query and what it read");
+  query->add_flag("--scan", flags->scan, "Allow header predicates on headers the stream does not index (a scan)");
+  commands.push_back({query, [&global, flags] { return run_query_command(global, *flags); }});
+}
+
+}  // namespace msgstore::cli

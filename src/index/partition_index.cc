@@ -1,0 +1,293 @@
+#include "index/partition_index.h"
+
+#include <algorithm>
+
+#include "log/format.h"
+
+namespace msgstore::index {
+
+std::optional<std::uint64_t> recorded_damage_end(const log::Segment& segment, std::uint64_t position) {
+  for (const log::DamagedRange& range : segment.damaged_ranges()) {
+    if (range.position_begin == position && range.position_end > range.position_begin) return range.position_end;
+  }
+  return std::nullopt;
+}
+
+Status index_segment_log(const log::Segment& segment, Offset end_offset, const IndexConfiguration& configuration,
+                         SegmentIndexBuilder& builder, std::uint64_t& bytes_read) {
+  const std::uint64_t end = segment.readable_bytes();
+  std::optional<log::BatchScanner> scanner;
+  scanner.emplace(segment.log_file(), log::Segment::header_bytes(), end);
+  log::RecordDecoder decoder;
+  std::uint64_t scanned_from = log::Segment::header_bytes();
+  while (true) {
+    const log::BatchScanner::Step step = scanner->next(/*verify_body=*/true);
+    if (step == log::BatchScanner::Step::end_of_log) break;
+    if (step == log::BatchScanner::Step::io_error) return scanner->error();
+    if (step == log::BatchScanner::Step::damaged) {
+      // Damage recovery recorded is never served; index around it. Anything else is news.
+      if (auto damage_end = recorded_damage_end(segment, scanner->position())) {
+        bytes_read += scanner->position() - scanned_from;
+        scanned_from = *damage_end;
+        scanner.emplace(segment.log_file(), *damage_end, end);
+        continue;
+      }
+      return Status(ErrorCode::corruption, "segment " + std::to_string(segment.base_offset()) + " is damaged at byte " +
+                                               std::to_string(scanner->position()) + "; cannot index it");
+    }
+    const log::BatchHeader& header = scanner->header();
+    if (header.base_offset >= end_offset) break;
+    MSGSTORE_RETURN_IF_ERROR(
+        builder.add_batch(configuration, segment.base_offset(), scanner->position(), scanner->batch(), header, decoder));
+  }
+  bytes_read += scanner->position() - scanned_from;
+  return Status::ok();
+}
+
+Status PartitionIndex::write_index_file(const std::filesystem::path& path, std::string_view image) {
+  // Written whole under a temporary name, then renamed, so a reader never sees a partial
+  // file; not synced: the file is checked against its checksums and the segment on every
+  // load, so one a crash garbled or lost is rebuilt, and the append path saves two fsyncs.
+  auto temporary = path;
+  temporary += ".tmp";
+  auto file = file_system_.open(temporary, OpenMode::create_truncate);
+  if (!file) return file.status();
+  Status written = (*file)->write_at(0, image.data(), image.size());
+  file->reset();
+  if (written.is_ok()) written = file_system_.rename(temporary, path);
+  if (!written.is_ok()) (void)file_system_.remove(temporary);
+  return written;
+}
+
+PartitionIndex::PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration)
+    : file_system_(file_system), log_(log), configuration_(std::move(configuration)) {}
+
+Result<std::shared_ptr<PartitionIndex>> PartitionIndex::attach(FileSystem& file_system, log::PartitionLog& log,
+                                                               IndexConfiguration configuration) {
+  std::shared_ptr<PartitionIndex> index(new PartitionIndex(file_system, log, std::move(configuration)));
+  const auto segments = log.segments_snapshot();
+  if (!segments.empty()) {
+    const auto& active = segments.back();
+    index->active_base_ = active->base_offset();
+    index->live_from_ = active->next_offset();
+    index->active_next_offset_ = active->next_offset();
+    index->backfilled_ = index->live_from_ == index->active_base_;
+  }
+  // Index files of segments that are gone (retention or recovery deleted them, and a crash
+  // came before the index file went) or of the active segment (it grows: never trusted).
+  auto names = file_system.list_directory(log.directory());
+  if (!names) return names.status();
+  bool removed = false;
+  for (const std::string& name : *names) {
+    auto base = parse_index_file_name(name);
+    if (!base) continue;
+    const bool sealed_segment_exists =
+        std::any_of(segments.begin(), segments.end(), [&](const auto& segment) { return segment->base_offset() == *base; }) &&
+        *base != index->active_base_;
+    if (sealed_segment_exists) continue;
+    MSGSTORE_RETURN_IF_ERROR(file_system.remove(log.directory() / name));
+    removed = true;
+  }
+  if (removed) MSGSTORE_RETURN_IF_ERROR(file_system.sync_directory(log.directory()));
+  log.set_observer(index);
+  return index;
+}
+
+void PartitionIndex::set_configuration(IndexConfiguration configuration) {
+  std::lock_guard lock(mutex_);
+  if (configuration.enabled == configuration_.enabled && configuration.fingerprint == configuration_.fingerprint) return;
+  configuration_ = std::move(configuration);
+  sealed_cache_.clear();
+  backfill_.clear();
+  live_.clear();
+  live_from_ = active_next_offset_;
+  backfilled_ = live_from_ == active_base_;
+  ++generation_;
+}
+
+IndexConfiguration PartitionIndex::configuration() const {
+  std::lock_guard lock(mutex_);
+  return configuration_;
+}
+
+void PartitionIndex::on_batch_appended(const log::Segment& segment, std::uint64_t position, std::string_view batch,
+                                       const log::BatchHeader& header) {
+  std::lock_guard lock(mutex_);
+  if (segment.base_offset() != active_base_) {
+    // The first batch of a new segment (the previous one was sealed).
+    active_base_ = segment.base_offset();
+    live_from_ = header.base_offset;
+    backfilled_ = live_from_ == active_base_;
+    backfill_.clear();
+    live_.clear();
+    ++generation_;
+  }
+  active_next_offset_ = header.next_offset();
+  if (!configuration_.enabled) return;
+  Status added = live_.add_batch(configuration_, active_base_, position, batch.data(), header, decoder_);
+  if (!added.is_ok()) {
+    // Cannot happen for a batch this process just built; if it does, re-index from the log.
+    live_.clear();
+    backfill_.clear();
+    live_from_ = active_next_offset_;
+    backfilled_ = false;
+    ++generation_;
+  }
+}
+
+void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
+  std::lock_guard lock(mutex_);
+  if (segment.base_offset() == active_base_ && configuration_.enabled && backfilled_ && segment.next_offset() > active_base_) {
+    const std::string image = SegmentIndexBuilder::encode({&backfill_, &live_}, active_base_, segment.readable_bytes(),
+                                                          segment.next_offset(), configuration_.fingerprint);
+    // Derived data: if this fails (full disk, I/O error) the file is rebuilt when needed.
+    (void)write_index_file(index_file_path(log_.directory(), active_base_), image);
+  }
+  // The next segment starts where this one ended; its first append resets the builders.
+  backfill_.clear();
+  live_.clear();
+  active_base_ = segment.next_offset();
+  live_from_ = active_base_;
+  active_next_offset_ = active_base_;
+  backfilled_ = true;
+  ++generation_;
+}
+
+void PartitionIndex::on_segment_removed(Offset segment_base) {
+  {
+    std::lock_guard lock(mutex_);
+    sealed_cache_.erase(segment_base);
+  }
+  (void)file_system_.remove(index_file_path(log_.directory(), segment_base));
+}
+
+Status PartitionIndex::ensure_active_backfilled(const log::Segment& segment, QueryStatistics& statistics) {
+  IndexConfiguration configuration;
+  Offset live_from;
+  std::uint64_t generation;
+  {
+    std::lock_guard lock(mutex_);
+    if (backfilled_ || segment.base_offset() != active_base_) return Status::ok();
+    configuration = configuration_;
+    live_from = live_from_;
+    generation = generation_;
+  }
+  SegmentIndexBuilder builder;
+  MSGSTORE_RETURN_IF_ERROR(index_segment_log(segment, live_from, configuration, builder, statistics.bytes_read));
+  std::lock_guard lock(mutex_);
+  if (generation == generation_ && !backfilled_) {
+    backfill_ = std::move(builder);
+    backfilled_ = true;
+  }
+  return Status::ok();
+}
+
+Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log::Segment& segment, QueryStatistics& statistics,
+                                                                      bool distrust_file) {
+  std::lock_guard rebuilding(rebuild_mutex_);
+  IndexConfiguration configuration;
+  {
+    std::lock_guard lock(mutex_);
+    auto cached = sealed_cache_.find(segment.base_offset());
+    if (cached != sealed_cache_.end()) {
+      if (!distrust_file) return cached->second;
+      sealed_cache_.erase(cached);
+    }
+    configuration = configuration_;
+  }
+  const Offset base = segment.base_offset();
+  const auto path = index_file_path(log_.directory(), base);
+  std::shared_ptr<SegmentIndexFile> loaded;
+  if (auto file = distrust_file ? Result<std::unique_ptr<File>>(Status(ErrorCode::corruption, "distrusted"))
+                                : file_system_.open(path, OpenMode::read_only)) {
+    auto opened = SegmentIndexFile::open(std::move(*file), statistics.bytes_read);
+    if (opened) {
+      const IndexFileHeader& header = (*opened)->header();
+      if (header.base_offset == base && header.log_bytes == segment.readable_bytes() &&
+          header.next_offset == segment.next_offset() && header.fingerprint == configuration.fingerprint) {
+        loaded = std::move(*opened);
+      }
+    } else if (opened.status().code() == ErrorCode::io_error) {
+      return opened.status();
+    }
+  }
+  if (!loaded) {
+    // Missing, damaged, stale or written for another configuration: rebuild from the log.
+    SegmentIndexBuilder builder;
+    MSGSTORE_RETURN_IF_ERROR(index_segment_log(segment, segment.next_offset(), configuration, builder, statistics.bytes_read));
+    std::string image = SegmentIndexBuilder::encode({&builder}, base, segment.readable_bytes(), segment.next_offset(),
+                                                    configuration.fingerprint);
+    ++statistics.index_files_rebuilt;
+    // Only for a segment the log still has (retention may have removed it meanwhile).
+    const auto segments = log_.segments_snapshot();
+    const bool still_there = std::any_of(segments.begin(), segments.end(), [&](const auto& other) { return other.get() == &segment; });
+    if (still_there && segments.back().get() != &segment) (void)write_index_file(path, image);
+    std::uint64_t ignored = 0;
+    auto opened = SegmentIndexFile::open(memory_file(std::move(image)), ignored);
+    if (!opened) return opened.status();
+    loaded = std::move(*opened);
+  }
+  std::lock_guard lock(mutex_);
+  if (configuration_.fingerprint == configuration.fingerprint && configuration_.enabled == configuration.enabled) {
+    sealed_cache_[base] = loaded;
+  }
+  return loaded;
+}
+
+Status PartitionIndex::lookup(const log::Segment& segment, std::uint64_t term, const std::vector<std::uint64_t>& filter_terms,
+                              std::vector<Posting>& out, bool& skipped, QueryStatistics& statistics) {
+  skipped = false;
+  ++statistics.index_lookups;
+  bool active = false;
+  {
+    std::lock_guard lock(mutex_);
+    active = segment.base_offset() == active_base_;
+  }
+  if (active) {
+    MSGSTORE_RETURN_IF_ERROR(ensure_active_backfilled(segment, statistics));
+    std::lock_guard lock(mutex_);
+    if (segment.base_offset() == active_base_ && backfilled_) {
+      for (std::uint64_t filter : filter_terms) {
+        if (!backfill_.contains(filter) && !live_.contains(filter)) {
+          skipped = true;
+          return Status::ok();
+        }
+      }
+      backfill_.postings(term, out);
+      live_.postings(term, out);
+      return Status::ok();
+    }
+    // The segment was sealed (or the configuration changed) meanwhile: use its file.
+  }
+  for (bool distrust_file : {false, true}) {
+    auto sealed = sealed_index(segment, statistics, distrust_file);
+    if (!sealed) return sealed.status();
+    for (std::uint64_t filter : filter_terms) {
+      if (!(*sealed)->might_contain(filter)) {
+        skipped = true;
+        return Status::ok();
+      }
+    }
+    const std::size_t start = out.size();
+    Status read = (*sealed)->postings(term, out, statistics.bytes_read);
+    if (read.code() != ErrorCode::corruption) return read;
+    out.resize(start);  // a damaged posting run: rebuild the file from the log, once
+  }
+  return Status(ErrorCode::corruption, "index of segment " + std::to_string(segment.base_offset()) + " stays damaged after a rebuild");
+}
+
+Status PartitionIndex::rebuild_missing(QueryStatistics& statistics) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!configuration_.enabled) return Status::ok();
+  }
+  const auto segments = log_.segments_snapshot();
+  for (std::size_t index = 0; index + 1 < segments.size(); ++index) {
+    if (segments[index]->empty()) continue;
+    auto sealed = sealed_index(*segments[index], statistics);
+    if (!sealed && sealed.status().code() == ErrorCode::io_error) return sealed.status();
+  }
+  return Status::ok();
+}
+
+}  // namespace msgstore::index

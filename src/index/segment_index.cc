@@ -1,0 +1,338 @@
+#include "index/segment_index.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "base/assert.h"
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "index/format.h"
+#include "log/format.h"
+#include "log/segment.h"
+
+namespace msgstore::index {
+namespace {
+
+std::uint64_t mix(std::uint64_t value) {
+  value ^= value >> 33;
+  value *= 0xff51afd7ed558ccdull;
+  value ^= value >> 33;
+  value *= 0xc4ceb9fe1a85ec53ull;
+  value ^= value >> 33;
+  return value;
+}
+
+std::uint32_t bloom_words_for(std::uint32_t term_count) {
+  const std::uint64_t bits = std::uint64_t{term_count} * format::bloom_bits_per_term;
+  return static_cast<std::uint32_t>(std::max<std::uint64_t>(1, (bits + 63) / 64));
+}
+
+// Calls probe(bit) for each of the term's bloom bits in a filter of `bits` bits.
+template <typename Probe>
+void for_each_bloom_bit(std::uint64_t term, std::uint64_t bits, Probe&& probe) {
+  const std::uint64_t first = term & 0xFFFFFFFFu;
+  const std::uint64_t step = (term >> 32) | 1;
+  for (std::uint32_t probe_index = 0; probe_index < format::bloom_probes; ++probe_index) {
+    if (!probe((first + probe_index * step) % bits)) return;
+  }
+}
+
+class MemoryFile final : public File {
+ public:
+  explicit MemoryFile(std::string bytes) : bytes_(std::move(bytes)) {}
+  Status write_at(std::uint64_t, const void*, std::size_t) override {
+    return Status(ErrorCode::invalid_argument, "memory file is read-only");
+  }
+  Result<std::size_t> read_at(std::uint64_t offset, void* buffer, std::size_t size) const override {
+    if (offset >= bytes_.size()) return std::size_t{0};
+    const std::size_t count = std::min<std::size_t>(size, bytes_.size() - offset);
+    std::memcpy(buffer, bytes_.data() + offset, count);
+    return count;
+  }
+  Status sync_data() override { return Status::ok(); }
+  Status sync() override { return Status::ok(); }
+  Status truncate(std::uint64_t) override { return Status(ErrorCode::invalid_argument, "memory file is read-only"); }
+  Result<std::uint64_t> size() const override { return std::uint64_t{bytes_.size()}; }
+
+ private:
+  std::string bytes_;
+};
+
+Status read_exactly(const File& file, std::uint64_t position, void* buffer, std::size_t size, std::uint64_t& bytes_read) {
+  auto got = file.read_at(position, buffer, size);
+  if (!got) return got.status();
+  bytes_read += *got;
+  if (*got != size) return Status(ErrorCode::corruption, "index file is shorter than its header says");
+  return Status::ok();
+}
+
+}  // namespace
+
+std::uint64_t hash_bytes(std::string_view bytes, std::uint64_t seed) {
+  std::uint64_t hash = mix(seed ^ (bytes.size() * 0x9E3779B97F4A7C15ull));
+  const char* data = bytes.data();
+  std::size_t remaining = bytes.size();
+  while (remaining >= 8) {
+    hash = mix(hash ^ base::load_u64(data)) + 0x9E3779B97F4A7C15ull;
+    data += 8;
+    remaining -= 8;
+  }
+  if (remaining > 0) {
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, data, remaining);
+    hash = mix(hash ^ tail ^ (std::uint64_t{remaining} << 56));
+  }
+  return mix(hash);
+}
+
+std::uint64_t key_term(std::string_view key) { return hash_bytes(key, format::term_seed_key); }
+std::uint64_t subject_term(std::string_view subject) { return hash_bytes(subject, format::term_seed_subject); }
+std::uint64_t header_term(std::string_view name, std::string_view value) {
+  return hash_bytes(value, hash_bytes(name, format::term_seed_header));
+}
+
+bool IndexConfiguration::indexes_header(std::string_view name) const {
+  return enabled && std::binary_search(header_names.begin(), header_names.end(), name);
+}
+
+IndexConfiguration make_index_configuration(bool enabled, std::vector<std::string> header_names) {
+  IndexConfiguration configuration;
+  configuration.enabled = enabled;
+  std::sort(header_names.begin(), header_names.end());
+  header_names.erase(std::unique(header_names.begin(), header_names.end()), header_names.end());
+  configuration.header_names = std::move(header_names);
+  std::uint64_t fingerprint = format::term_seed_configuration;
+  for (const std::string& name : configuration.header_names) fingerprint = hash_bytes(name, fingerprint);
+  configuration.fingerprint = fingerprint;
+  return configuration;
+}
+
+std::filesystem::path index_file_path(const std::filesystem::path& directory, Offset base_offset) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%020" PRIu64 ".v%u.message_index", base_offset, unsigned{format::version});
+  return directory / name;
+}
+
+std::optional<Offset> parse_index_file_name(const std::string& name) {
+  char expected_suffix[32];
+  std::snprintf(expected_suffix, sizeof expected_suffix, ".v%u.message_index", unsigned{format::version});
+  return log::parse_segment_file_name(name, expected_suffix);
+}
+
+// ---- Builder ----------------------------------------------------------------------------------
+void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
+  auto [chain, inserted] = chains_.try_emplace(term);
+  if (!inserted) {
+    // A message naming one term twice (a repeated header) is one posting.
+    if (entries_[chain->second.head].posting.relative_offset == posting.relative_offset) return;
+    entries_.push_back({posting, chain->second.head});
+  } else {
+    entries_.push_back({posting, no_entry});
+  }
+  chain->second.head = static_cast<std::uint32_t>(entries_.size() - 1);
+  ++chain->second.count;
+}
+
+Status SegmentIndexBuilder::add_batch(const IndexConfiguration& configuration, Offset base_offset, std::uint64_t position,
+                                      const char* batch, const log::BatchHeader& header, log::RecordDecoder& decoder) {
+  if (!configuration.enabled) return Status::ok();
+  const bool any_headers = !configuration.header_names.empty();
+  return decoder.decode(batch, header, [&](const MessageView& message) {
+    const Posting posting{static_cast<std::uint32_t>(message.offset - base_offset), static_cast<std::uint32_t>(position)};
+    if (message.key) add(key_term(*message.key), posting);
+    add(subject_term(message.subject), posting);
+    if (any_headers) {
+      for (const HeaderView& field : message.headers) {
+        if (configuration.indexes_header(field.name)) add(header_term(field.name, field.value), posting);
+      }
+    }
+    return true;
+  });
+}
+
+void SegmentIndexBuilder::postings(std::uint64_t term, std::vector<Posting>& out) const {
+  auto found = chains_.find(term);
+  if (found == chains_.end()) return;
+  const std::size_t start = out.size();
+  out.resize(start + found->second.count);
+  std::size_t at = out.size();
+  for (std::uint32_t entry = found->second.head; entry != no_entry; entry = entries_[entry].previous) {
+    out[--at] = entries_[entry].posting;
+  }
+  MS_ASSERT(at == start);
+}
+
+void SegmentIndexBuilder::clear() {
+  entries_.clear();
+  chains_.clear();
+}
+
+std::string SegmentIndexBuilder::encode(const std::vector<const SegmentIndexBuilder*>& parts, Offset base_offset,
+                                        std::uint64_t log_bytes, Offset next_offset, std::uint64_t fingerprint) {
+  std::vector<std::uint64_t> terms;
+  std::size_t posting_total = 0;
+  for (const SegmentIndexBuilder* part : parts) {
+    posting_total += part->entries_.size();
+    for (const auto& [term, chain] : part->chains_) terms.push_back(term);
+  }
+  std::sort(terms.begin(), terms.end());
+  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
+  const auto term_count = static_cast<std::uint32_t>(terms.size());
+  const std::uint32_t bloom_words = bloom_words_for(term_count);
+  const std::size_t tables_bytes = bloom_words * 8 + terms.size() * format::term_entry_bytes;
+  std::string image(format::header_bytes + tables_bytes + posting_total * format::posting_bytes, '\0');
+  char* bloom = image.data() + format::header_bytes;
+  char* term_table = bloom + bloom_words * 8;
+  char* postings_area = term_table + terms.size() * format::term_entry_bytes;
+  const std::uint64_t bloom_bits = std::uint64_t{bloom_words} * 64;
+  std::vector<std::uint64_t> bloom_bits_words(bloom_words, 0);
+  std::vector<Posting> run;
+  std::uint32_t written = 0;
+  for (std::size_t index = 0; index < terms.size(); ++index) {
+    const std::uint64_t term = terms[index];
+    for_each_bloom_bit(term, bloom_bits, [&](std::uint64_t bit) {
+      bloom_bits_words[bit / 64] |= std::uint64_t{1} << (bit % 64);
+      return true;
+    });
+    run.clear();
+    for (const SegmentIndexBuilder* part : parts) part->postings(term, run);
+    char* run_start = postings_area + std::size_t{written} * format::posting_bytes;
+    for (std::size_t i = 0; i < run.size(); ++i) {
+      base::store_u32(run_start + i * format::posting_bytes, run[i].relative_offset);
+      base::store_u32(run_start + i * format::posting_bytes + 4, run[i].position);
+    }
+    char* entry = term_table + index * format::term_entry_bytes;
+    base::store_u64(entry, term);
+    base::store_u32(entry + 8, written);
+    base::store_u32(entry + 12, static_cast<std::uint32_t>(run.size()));
+    base::store_u32(entry + 16, base::crc32c(run_start, run.size() * format::posting_bytes));
+    base::store_u32(entry + 20, 0);
+    written += static_cast<std::uint32_t>(run.size());
+  }
+  MS_ASSERT(written <= posting_total);
+  image.resize(format::header_bytes + tables_bytes + std::size_t{written} * format::posting_bytes);
+  for (std::uint32_t word = 0; word < bloom_words; ++word) base::store_u64(bloom + word * 8, bloom_bits_words[word]);
+  char* header = image.data();
+  base::store_u32(header, format::magic);
+  base::store_u16(header + 4, format::version);
+  base::store_u16(header + 6, 0);
+  base::store_u64(header + 8, base_offset);
+  base::store_u64(header + 16, log_bytes);
+  base::store_u64(header + 24, next_offset);
+  base::store_u64(header + 32, fingerprint);
+  base::store_u32(header + 40, term_count);
+  base::store_u32(header + 44, bloom_words);
+  base::store_u32(header + 48, written);
+  base::store_u32(header + 52, base::crc32c(bloom, tables_bytes));
+  base::store_u32(header + 56, 0);
+  base::store_u32(header + format::header_crc_position, base::crc32c(header, format::header_crc_position));
+  return image;
+}
+
+// ---- File -------------------------------------------------------------------------------------
+Result<std::shared_ptr<SegmentIndexFile>> SegmentIndexFile::open(std::unique_ptr<File> file, std::uint64_t& bytes_read) {
+  auto size = file->size();
+  if (!size) return size.status();
+  char header[format::header_bytes];
+  if (*size < format::header_bytes) return Status(ErrorCode::corruption, "index file too short");
+  MSGSTORE_RETURN_IF_ERROR(read_exactly(*file, 0, header, sizeof header, bytes_read));
+  if (base::load_u32(header) != format::magic) return Status(ErrorCode::corruption, "index file has a bad magic");
+  if (base::crc32c(header, format::header_crc_position) != base::load_u32(header + format::header_crc_position)) {
+    return Status(ErrorCode::corruption, "index file header checksum mismatch");
+  }
+  if (base::load_u16(header + 4) != format::version) {
+    return Status(ErrorCode::unsupported_format, "index file version " + std::to_string(base::load_u16(header + 4)));
+  }
+  auto result = std::shared_ptr<SegmentIndexFile>(new SegmentIndexFile());
+  IndexFileHeader& fields = result->header_;
+  fields.base_offset = base::load_u64(header + 8);
+  fields.log_bytes = base::load_u64(header + 16);
+  fields.next_offset = base::load_u64(header + 24);
+  fields.fingerprint = base::load_u64(header + 32);
+  fields.term_count = base::load_u32(header + 40);
+  fields.bloom_words = base::load_u32(header + 44);
+  fields.posting_count = base::load_u32(header + 48);
+  const std::uint32_t tables_crc = base::load_u32(header + 52);
+  if (base::load_u16(header + 6) != 0 || base::load_u32(header + 56) != 0) {
+    return Status(ErrorCode::corruption, "index file has unknown flags");
+  }
+  if (fields.next_offset < fields.base_offset || fields.next_offset - fields.base_offset > 0xFFFFFFFFull ||
+      fields.log_bytes > 0xFFFFFFFFull || fields.log_bytes < log::format::segment_header_bytes) {
+    return Status(ErrorCode::corruption, "index file header has impossible offsets or sizes");
+  }
+  if (fields.bloom_words != bloom_words_for(fields.term_count) || fields.term_count > fields.posting_count) {
+    return Status(ErrorCode::corruption, "index file header has inconsistent counts");
+  }
+  const std::uint64_t tables_bytes = std::uint64_t{fields.bloom_words} * 8 + std::uint64_t{fields.term_count} * format::term_entry_bytes;
+  const std::uint64_t expected_size = format::header_bytes + tables_bytes + std::uint64_t{fields.posting_count} * format::posting_bytes;
+  if (*size != expected_size) return Status(ErrorCode::corruption, "index file size does not match its header");
+  std::string tables(tables_bytes, '\0');
+  MSGSTORE_RETURN_IF_ERROR(read_exactly(*file, format::header_bytes, tables.data(), tables.size(), bytes_read));
+  if (base::crc32c(tables.data(), tables.size()) != tables_crc) return Status(ErrorCode::corruption, "index file tables checksum mismatch");
+  result->bloom_.resize(fields.bloom_words);
+  for (std::uint32_t word = 0; word < fields.bloom_words; ++word) result->bloom_[word] = base::load_u64(tables.data() + word * 8);
+  result->terms_.reserve(fields.term_count);
+  const char* entry = tables.data() + std::size_t{fields.bloom_words} * 8;
+  std::uint64_t next_posting = 0;
+  for (std::uint32_t index = 0; index < fields.term_count; ++index, entry += format::term_entry_bytes) {
+    TermEntry term{base::load_u64(entry), base::load_u32(entry + 8), base::load_u32(entry + 12), base::load_u32(entry + 16)};
+    if (base::load_u32(entry + 20) != 0 || term.first_posting != next_posting || term.posting_count == 0 ||
+        (!result->terms_.empty() && result->terms_.back().term >= term.term)) {
+      return Status(ErrorCode::corruption, "index file term table is malformed at entry " + std::to_string(index));
+    }
+    next_posting += term.posting_count;
+    if (next_posting > fields.posting_count) return Status(ErrorCode::corruption, "index file term table overruns the postings");
+    result->terms_.push_back(term);
+  }
+  if (next_posting != fields.posting_count) return Status(ErrorCode::corruption, "index file has postings no term owns");
+  result->postings_position_ = format::header_bytes + tables_bytes;
+  result->file_ = std::move(file);
+  return result;
+}
+
+const SegmentIndexFile::TermEntry* SegmentIndexFile::find(std::uint64_t term) const {
+  auto found = std::lower_bound(terms_.begin(), terms_.end(), term,
+                                [](const TermEntry& entry, std::uint64_t value) { return entry.term < value; });
+  if (found == terms_.end() || found->term != term) return nullptr;
+  return &*found;
+}
+
+bool SegmentIndexFile::might_contain(std::uint64_t term) const {
+  const std::uint64_t bits = bloom_.size() * 64;
+  bool present = true;
+  for_each_bloom_bit(term, bits, [&](std::uint64_t bit) {
+    present = (bloom_[bit / 64] >> (bit % 64)) & 1;
+    return present;
+  });
+  return present && find(term) != nullptr;
+}
+
+Status SegmentIndexFile::postings(std::uint64_t term, std::vector<Posting>& out, std::uint64_t& bytes_read) const {
+  const TermEntry* entry = find(term);
+  if (entry == nullptr) return Status::ok();
+  std::string run(std::size_t{entry->posting_count} * format::posting_bytes, '\0');
+  MSGSTORE_RETURN_IF_ERROR(read_exactly(*file_, postings_position_ + std::uint64_t{entry->first_posting} * format::posting_bytes,
+                                        run.data(), run.size(), bytes_read));
+  if (base::crc32c(run.data(), run.size()) != entry->postings_crc) {
+    return Status(ErrorCode::corruption, "index file postings checksum mismatch");
+  }
+  const std::uint64_t offsets = header_.next_offset - header_.base_offset;
+  const std::size_t start = out.size();
+  for (std::uint32_t i = 0; i < entry->posting_count; ++i) {
+    Posting posting{base::load_u32(run.data() + i * format::posting_bytes), base::load_u32(run.data() + i * format::posting_bytes + 4)};
+    const bool ascending = out.size() == start || out.back().relative_offset < posting.relative_offset;
+    if (!ascending || posting.relative_offset >= offsets || posting.position < log::format::segment_header_bytes ||
+        posting.position >= header_.log_bytes) {
+      out.resize(start);
+      return Status(ErrorCode::corruption, "index file posting out of range");
+    }
+    out.push_back(posting);
+  }
+  return Status::ok();
+}
+
+std::unique_ptr<File> memory_file(std::string bytes) { return std::make_unique<MemoryFile>(std::move(bytes)); }
+
+}  // namespace msgstore::index

@@ -1,0 +1,123 @@
+// One segment's message index: terms (key, subject, indexed header values) to postings
+// (relative offset, batch position), built in memory while the segment is active and kept in
+// an index file once it is sealed. Format: docs/formats/index-files.md (constants in format.h).
+//
+// Terms are 64-bit hashes, so two values can share a term: every lookup is a candidate list
+// that the query engine checks against the message itself. The index never answers alone.
+//
+// Thread safety: SegmentIndexBuilder is not synchronised (its owner, PartitionIndex, locks it).
+// SegmentIndexFile is immutable after open and safe to use from any thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "log/record_batch.h"
+#include "msgstore/file_system.h"
+#include "msgstore/message.h"
+#include "msgstore/status.h"
+
+namespace msgstore::index {
+
+// Stable 64-bit hash (part of the file format: never change it without a format version).
+std::uint64_t hash_bytes(std::string_view bytes, std::uint64_t seed);
+std::uint64_t key_term(std::string_view key);
+std::uint64_t subject_term(std::string_view subject);
+std::uint64_t header_term(std::string_view name, std::string_view value);
+
+// What one stream indexes: keys and subjects when enabled, and the named headers' values.
+struct IndexConfiguration {
+  bool enabled = true;
+  std::vector<std::string> header_names;  // sorted, unique
+  std::uint64_t fingerprint = 0;          // of header_names; set by make_index_configuration
+  bool indexes_header(std::string_view name) const;
+};
+IndexConfiguration make_index_configuration(bool enabled, std::vector<std::string> header_names);
+
+struct Posting {
+  std::uint32_t relative_offset = 0;  // offset - segment base offset
+  std::uint32_t position = 0;         // byte position of the record's batch in the segment file
+};
+
+// The index file of a segment: <base offset, 20 digits>.v1.message_index in its directory.
+std::filesystem::path index_file_path(const std::filesystem::path& directory, Offset base_offset);
+std::optional<Offset> parse_index_file_name(const std::string& name);
+
+class SegmentIndexBuilder {
+ public:
+  // Decodes a checked batch at `position` of a segment based at `base_offset` and adds the
+  // terms of each record. corruption if a record does not decode.
+  Status add_batch(const IndexConfiguration& configuration, Offset base_offset, std::uint64_t position,
+                   const char* batch, const log::BatchHeader& header, log::RecordDecoder& decoder);
+  void add(std::uint64_t term, Posting posting);
+  bool contains(std::uint64_t term) const { return chains_.count(term) != 0; }
+  // Appends the postings of `term` to `out`, ascending by offset.
+  void postings(std::uint64_t term, std::vector<Posting>& out) const;
+  void clear();
+  std::size_t posting_count() const { return entries_.size(); }
+
+  // The file image of `parts` (consecutive offset ranges, oldest first) as one index.
+  static std::string encode(const std::vector<const SegmentIndexBuilder*>& parts, Offset base_offset,
+                            std::uint64_t log_bytes, Offset next_offset, std::uint64_t fingerprint);
+
+ private:
+  struct Entry {
+    Posting posting;
+    std::uint32_t previous;  // index of the term's previous entry, or no_entry
+  };
+  struct Chain {
+    std::uint32_t head = 0;  // newest entry
+    std::uint32_t count = 0;
+  };
+  static constexpr std::uint32_t no_entry = 0xFFFFFFFFu;
+  std::vector<Entry> entries_;
+  std::unordered_map<std::uint64_t, Chain> chains_;
+};
+
+struct IndexFileHeader {
+  Offset base_offset = 0;
+  std::uint64_t log_bytes = 0;
+  Offset next_offset = 0;
+  std::uint64_t fingerprint = 0;
+  std::uint32_t term_count = 0;
+  std::uint32_t bloom_words = 0;
+  std::uint32_t posting_count = 0;
+};
+
+// A checked index file. Opening reads and checks the header, the bloom filter and the term
+// table (CRC32C, sizes, order); each posting run is checked against its own CRC when read.
+class SegmentIndexFile {
+ public:
+  // corruption for damage, unsupported_format for an unknown version. `bytes_read` grows by
+  // what was read.
+  static Result<std::shared_ptr<SegmentIndexFile>> open(std::unique_ptr<File> file, std::uint64_t& bytes_read);
+  const IndexFileHeader& header() const { return header_; }
+  // False if no posting of `term` is in this segment (the bloom filter and the term table).
+  bool might_contain(std::uint64_t term) const;
+  // Appends the postings of `term` to `out`, ascending. corruption if the run is damaged.
+  Status postings(std::uint64_t term, std::vector<Posting>& out, std::uint64_t& bytes_read) const;
+
+ private:
+  struct TermEntry {
+    std::uint64_t term;
+    std::uint32_t first_posting;
+    std::uint32_t posting_count;
+    std::uint32_t postings_crc;
+  };
+  const TermEntry* find(std::uint64_t term) const;
+  IndexFileHeader header_;
+  std::vector<std::uint64_t> bloom_;
+  std::vector<TermEntry> terms_;
+  std::unique_ptr<File> file_;
+  std::uint64_t postings_position_ = 0;
+};
+
+// A read-only File over bytes in memory (a rebuilt index, the fuzz target).
+std::unique_ptr<File> memory_file(std::string bytes);
+
+}  // namespace msgstore::index
