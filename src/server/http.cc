@@ -6,6 +6,8 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "msgstore/message.h"
+
 namespace msgstore::server {
 
 const std::string& RequestContext::parameter(std::string_view name) const {
@@ -84,7 +86,7 @@ HttpResponse error_response(const RequestContext& context, const Status& error, 
   const http::status chosen = status.value_or(http_status_for(error.code()));
   // A failed precondition says what the offset actually is ("empty": nothing yet).
   if (error.actual_offset() && !details.contains("actual_offset")) {
-    if (*error.actual_offset() == expected_offset_empty) details["actual_offset"] = "empty";
+    if (*error.actual_offset() == msgstore::expected_offset_empty) details["actual_offset"] = "empty";
     else details["actual_offset"] = *error.actual_offset();
   }
   HttpResponse response = text_response(context, chosen, error_body(error, details), "application/json");

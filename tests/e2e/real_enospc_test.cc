@@ -224,9 +224,19 @@ class RealEnospcTest : public ::testing::Test {
       }
       ASSERT_EQ(refused.code(), ErrorCode::no_space) << "expected no_space, got: " << refused.to_string();
       ASSERT_GT(published, 10u) << "the disk filled before anything was published";
-      // Refused again while full, and reads keep working.
-      EXPECT_EQ(publish_one(store, ledger, order).status().code(), ErrorCode::no_space);
-      ledger.mark_refused(order.back());
+      // Still full: a second try is refused again, unless the first refusal let a derived file
+      // (an index being written at a segment seal) give back the few blocks one more message
+      // needs. Either way nothing is half stored, and reads keep working.
+      auto again = publish_one(store, ledger, order);
+      if (again) {
+        ASSERT_EQ(again->size(), 1u);
+        const std::string problem = record(ledger, order, again->front());
+        ASSERT_TRUE(problem.empty()) << problem;
+        ++published;
+      } else {
+        EXPECT_EQ(again.status().code(), ErrorCode::no_space) << again.status().to_string();
+        ledger.mark_refused(order.back());
+      }
       std::uint64_t read_back = 0;
       Offset next = 0;
       while (true) {

@@ -164,7 +164,10 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 // Files the store derives from the log (rebuilt when damaged or missing) and the lock file's
 // informational pid: a failure there need not stop the publisher.
 bool derived_target(const std::string& target) {
-  return ends_with(target, ".offset_index") || ends_with(target, ".time_index") || ends_with(target, "msgstore.lock");
+  // The sparse offset/time indexes, the message index files (src/index: written to a .tmp and
+  // renamed at a seal, rebuilt from the log when missing or damaged) and the lock file.
+  return ends_with(target, ".offset_index") || ends_with(target, ".time_index") || ends_with(target, ".message_index") ||
+         ends_with(target, ".message_index.tmp") || ends_with(target, "msgstore.lock");
 }
 
 // A call that is not the store's: the dynamic loader opening ld.so.cache and libraries.
@@ -202,7 +205,7 @@ std::string target_kind(const std::string& target, const std::filesystem::path& 
   if (target.find("pipe:") != std::string::npos) return "stdout";
   const std::string name = std::filesystem::path(target).filename().string();
   if (target.rfind(data.string(), 0) != 0) return name;  // not the store's (the loader's libraries)
-  for (const char* suffix : {".log", ".offset_index", ".time_index", ".tmp", ".meta", ".lock"}) {
+  for (const char* suffix : {".log", ".offset_index", ".time_index", ".message_index", ".tmp", ".meta", ".lock"}) {
     if (ends_with(name, suffix)) return suffix;
   }
   if (std::filesystem::is_directory(target)) return "directory";
