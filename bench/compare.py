@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -192,13 +193,13 @@ class Systems:
         directory.mkdir(parents=True)
         return directory
 
-    def msgstore(self) -> Server | None:
+    def msgstore(self, extra_arguments: list[str] | None = None) -> Server | None:
         if not wanted("msgstore"):
             return None
         directory = self.fresh("msgstore")
         port = free_port()
         server = Server("msgstore", [str(MSGSTORE), "--data", str(directory / "data"), "serve",
-                                     "--listen", f"127.0.0.1:{port}"], port, directory)
+                                     "--listen", f"127.0.0.1:{port}", *(extra_arguments or [])], port, directory)
         return server
 
     def redis(self, appendfsync: str) -> Server | None:
@@ -462,25 +463,46 @@ def latency_workloads(systems: Systems, results: Results, plan: dict) -> None:
             stop(server)
 
 
+def in_parallel(main_action, side_action) -> tuple[dict, dict]:
+    """Runs side_action in a thread while main_action runs here; returns both results."""
+    side_result: dict = {}
+    thread = threading.Thread(target=lambda: side_result.update(side_action()))
+    thread.start()
+    main_result = main_action()
+    thread.join()
+    return main_result, side_result
+
+
 def consume_workloads(systems: Systems, results: Results, plan: dict) -> None:
-    """W4: durable consumer fetch+ack and replay of a backlog, msgstore against NATS JetStream."""
-    count, seconds = plan["consume_messages"], plan["seconds"] * 3
+    """W4: durable consumer fetch+ack and replay of a backlog, msgstore against NATS JetStream,
+    with a producer publishing at a fixed rate (fsync before ack) while msgstore's backlog drains."""
+    count, replay_count = plan["consume_messages"], plan["replay_messages"]
+    fill_count = max(count, replay_count)
+    seconds, replay_seconds = plan["seconds"] * 3, plan["replay_seconds"]
     server = systems.msgstore()
     try:
         if server is None:
             raise SkipSystem
         msgstore_stream(server.port, "backlog", 1, "never")
-        fill = netbench(server.port, "http", seconds, connections=8, batch=1000, payload_bytes=100,
-                        requests_max=max(1, count // 1000), stream="backlog", subject="backlog.a")
+        msgstore_stream(server.port, "producer", 1, "always")
+        fill = netbench(server.port, "http", replay_seconds, connections=8, batch=1000, payload_bytes=100,
+                        requests_max=max(1, fill_count // 1000), stream="backlog", subject="backlog.a")
         if "error" in fill:
             results.add("consume", "backlog fill", "msgstore HTTP", "D1", fill, server, 0, 100)
         else:
             measure(results, "consume", f"durable consumer fetch + ack, {count:,} x 100 B", "msgstore HTTP", "D1",
                     server, 100, lambda: node_client("msgstore.mjs", ["consume", f"http://127.0.0.1:{server.port}",
                                                                       "backlog", count, seconds, 1000], seconds))
-            measure(results, "consume", f"replay (WebSocket), {count:,} x 100 B", "msgstore WebSocket", "D1", server,
-                    100, lambda: node_client("msgstore.mjs", ["ws-replay", f"http://127.0.0.1:{server.port}",
-                                                              "backlog", count, seconds, 10000], seconds))
+            before = server.cpu_seconds()
+            replay, producer = in_parallel(
+                lambda: node_client("msgstore.mjs", ["ws-replay", f"http://127.0.0.1:{server.port}", "backlog",
+                                                     replay_count, replay_seconds, 10000], replay_seconds),
+                lambda: netbench(server.port, "http", plan["drain_producer_seconds"], connections=8, rate=1000,
+                                 payload_bytes=100, stream="producer", subject="producer.a", warmup_seconds=1))
+            results.add("consume", f"replay (WebSocket), {replay_count:,} x 100 B", "msgstore WebSocket", "D1",
+                        replay, server, before, 100)
+            results.add("drain", f"producer at 1,000 msgs/s during the replay of {replay_count:,} x 100 B",
+                        "msgstore HTTP", "D2", producer, None, 0, 100)
     except SkipSystem:
         pass
     finally:
@@ -489,19 +511,51 @@ def consume_workloads(systems: Systems, results: Results, plan: dict) -> None:
     try:
         if server is None:
             raise SkipSystem
-        fill = node_client("peers.mjs", ["nats-publish", f"nats://127.0.0.1:{server.port}", 100, count, seconds, 1000, 1],
-                           seconds)
+        fill = node_client("peers.mjs", ["nats-publish", f"nats://127.0.0.1:{server.port}", 100, fill_count,
+                                         replay_seconds, 1000, 1], replay_seconds)
         if "error" in fill:
             results.add("consume", "backlog fill", "NATS JetStream", "D1", fill, server, 0, 100)
         else:
             measure(results, "consume", f"durable consumer fetch + ack, {count:,} x 100 B", "NATS JetStream", "D1",
                     server, 100, lambda: node_client("peers.mjs", ["nats-pull-ack", f"nats://127.0.0.1:{server.port}",
                                                                    count, seconds, 1000], seconds))
-            measure(results, "consume", f"replay (ordered consumer), {count:,} x 100 B", "NATS JetStream", "D1",
+            measure(results, "consume", f"replay (ordered consumer), {replay_count:,} x 100 B", "NATS JetStream", "D1",
                     server, 100, lambda: node_client("peers.mjs", ["nats-replay", f"nats://127.0.0.1:{server.port}",
-                                                                   count, seconds], seconds))
+                                                                   replay_count, replay_seconds], replay_seconds))
     except SkipSystem:
         pass
+    finally:
+        stop(server)
+
+
+def idle_workloads(systems: Systems, results: Results, plan: dict) -> None:
+    """Many idle WebSocket subscribers held open while producers publish at full rate (msgstore only):
+    no errors allowed; the server's peak resident memory is reported."""
+    connections, seconds = plan["idle_connections"], plan["seconds"]
+    server = systems.msgstore(["--max-connections", str(connections * 2 + 100)])
+    if server is None:
+        return
+    try:
+        msgstore_stream(server.port, "idle", 1, "always")
+        hold_seconds = seconds + 20  # the connections open first, then the publishing runs inside the hold
+        before = server.cpu_seconds()
+        holders: dict = {}
+        thread = threading.Thread(target=lambda: holders.update(node_client(
+            "msgstore.mjs", ["ws-idle", f"http://127.0.0.1:{server.port}", "idle", connections, hold_seconds],
+            hold_seconds)))
+        thread.start()
+        time.sleep(min(10, hold_seconds / 3))
+        publish = netbench(server.port, "http", seconds, connections=50, payload_bytes=100, stream="idle",
+                           subject="idle.a")
+        thread.join()
+        publish["idle_connections_opened"] = holders.get("connections_opened", 0)
+        publish["idle_connection_errors"] = holders.get("errors", holders.get("error", "no result"))
+        if holders.get("connections_opened", 0) < connections or holders.get("errors", 1) != 0:
+            publish["failed"] = True
+            publish["failure"] = (f"{holders.get('connections_opened', 0)} of {connections} idle subscribers opened, "
+                                  f"errors: {publish['idle_connection_errors']}")
+        results.add("idle", f"{connections:,} idle WebSocket subscribers + single publishes, 50 connections, 100 B",
+                    "msgstore HTTP", "D2", publish, server, before, 100)
     finally:
         stop(server)
 
@@ -529,7 +583,7 @@ def embedded_workloads(systems: Systems, results: Results, plan: dict) -> None:
 
 
 WORKLOADS = {"embedded": embedded_workloads, "publish": publish_workloads, "latency": latency_workloads,
-             "consume": consume_workloads}
+             "consume": consume_workloads, "idle": idle_workloads}
 
 
 # ----------------------------------------------------------------------------- the report
@@ -548,7 +602,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         good = [run for run in runs if "error" not in run and not run.get("failed")]
         entry = {"workload": workload, "case": case, "system": system, "durability": durability,
                  "runs": len(runs), "failed_runs": len(runs) - len(good),
-                 "errors": sorted({run["error"] for run in runs if "error" in run})}
+                 "errors": sorted({run["error"] for run in runs if "error" in run}
+                                  | {run["failure"] for run in runs if "failure" in run})}
         if good:
             entry["rate"] = median_and_spread([run["messages_per_second"] for run in good])
             latencies = [run["latency_us"] for run in good if run.get("latency_us")]
@@ -638,13 +693,83 @@ plot {plots}
     return made
 
 
-def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str, path: Path, plots: list[str]) -> None:
+def find(summary: list[dict], workload: str, system: str, case_start: str, durability: str) -> dict | None:
+    for entry in summary:
+        if (entry["workload"] == workload and entry["system"] == system and entry["durability"] == durability
+                and entry["case"].startswith(case_start)):
+            return entry
+    return None
+
+
+def goal_rows(summary: list[dict], rows: list[dict], sync_p99: float | None, rtt_p99: float | None) -> list[str]:
+    """The server issue's six goals, each a ratio measured in this run (100 B, 1 partition)."""
+    lines = ["## Goals of the server (msgstore serve), this run", "",
+             "| goal | msgstore | peer or limit | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+
+    def throughput(title, ours, theirs, target):
+        if not ours or not theirs or "rate" not in ours or "rate" not in theirs:
+            lines.append(f"| {title} | {'-' if not ours else ours.get('rate', ['failed'])[0]} | "
+                         f"{'-' if not theirs else theirs.get('rate', ['failed'])[0]} | - | {target}x | not measured |")
+            return
+        ratio = ours["rate"][0] / theirs["rate"][0]
+        lines.append(f"| {title} | {ours['rate'][0]:,.0f} msgs/s | {theirs['rate'][0]:,.0f} msgs/s ({theirs['system']}) "
+                     f"| {ratio:.2f}x | >= {target}x | {'met' if ratio >= target else 'NOT met'} |")
+
+    size = "100 B, 1 partition"
+    throughput("1. single publish, 50 keep-alive connections, fsync always vs Redis XADD appendfsync=always",
+               find(summary, "publish", "msgstore HTTP", "single messages, 50 connections, " + size, "D2"),
+               find(summary, "publish", "Redis XADD appendfsync=always", "single messages, 50 connections, " + size, "D2"), 1)
+    throughput("2. batches of 1000 x 100 B, fsync always vs Redis XADD pipelined 64 deep",
+               find(summary, "publish", "msgstore HTTP", "batches of 1000, 50 connections, " + size, "D2"),
+               find(summary, "publish", "Redis XADD appendfsync=always", "pipelined 64 deep, 50 connections, " + size, "D2"), 1.5)
+    throughput("3. durable consumer fetch + ack vs NATS JetStream pull consumer, explicit acks",
+               find(summary, "consume", "msgstore HTTP", "durable consumer", "D1"),
+               find(summary, "consume", "NATS JetStream", "durable consumer", "D1"), 2)
+    throughput("4. WebSocket replay vs NATS JetStream ordered consumer",
+               find(summary, "consume", "msgstore WebSocket", "replay", "D1"),
+               find(summary, "consume", "NATS JetStream", "replay", "D1"), 2)
+    latency = find(summary, "latency", "msgstore HTTP", "10,000 msgs/s", "D2")
+    if latency and latency.get("latency_us", {}).get("p99") and sync_p99 and rtt_p99:
+        limit = sync_p99 + rtt_p99
+        ratio = latency["latency_us"]["p99"] / limit
+        lines.append(f"| 5. publish p99 at 10,000 msgs/s, fsync always, vs (loopback RTT p99 + fdatasync p99) | "
+                     f"{latency['latency_us']['p99']:,.0f} us | {limit:,.0f} us | {ratio:.2f}x | <= 3x | "
+                     f"{'met' if ratio <= 3 else 'NOT met'} |")
+    else:
+        lines.append("| 5. publish p99 at 10,000 msgs/s vs (RTT p99 + fdatasync p99) | - | - | - | <= 3x | not measured |")
+    idle_runs = [row for row in rows if row["workload"] == "idle"]
+    if idle_runs:
+        errors = sum(int(row.get("idle_connection_errors", 1)) if str(row.get("idle_connection_errors", "x")).isdigit()
+                     else 1 for row in idle_runs)
+        opened = min(row.get("idle_connections_opened", 0) for row in idle_runs)
+        rss = max(row.get("server_peak_resident_mebibytes", 0) for row in idle_runs)
+        rate = statistics.median([row.get("messages_per_second", 0) for row in idle_runs])
+        publish_errors = sum(1 for row in idle_runs if "error" in row)
+        clean = errors == 0 and publish_errors == 0 and opened >= plan_idle_connections(idle_runs)
+        lines.append(f"| 6. {plan_idle_connections(idle_runs):,} idle WebSocket subscribers + full-rate publishing | "
+                     f"{opened:,} opened (fewest in a round), {errors} subscriber errors, {publish_errors} publish errors, "
+                     f"{rate:,.0f} msgs/s, server peak RSS {rss:.0f} MiB | - | - | no errors | "
+                     f"{'met' if clean else 'NOT met'} |")
+    else:
+        lines.append("| 6. idle WebSocket subscribers + full-rate publishing | - | - | - | no errors | not measured |")
+    lines.append("")
+    return lines
+
+
+def plan_idle_connections(idle_runs: list[dict]) -> int:
+    case = idle_runs[0]["case"]
+    return int(case.split(" ", 1)[0].replace(",", ""))
+
+
+def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str, path: Path, plots: list[str],
+                 rows: list[dict]) -> None:
     lines = [f"# msgstore and its peers, side by side: {path.stem}", ""]
     lines += [f"Machine: {label} ({os.cpu_count()} CPUs). Mode: {plan['mode']}, {plan['rounds']} round(s); every "
               "figure is the median over rounds with the spread (min..max). Durability classes: D1 = acknowledged "
               "after write() (survives kill -9), D2 = acknowledged after fdatasync (survives power loss). Ratios "
               "compare systems within one class only. The load generator shares the 2 CPUs with the server under "
-              "test. Produced by `make bench-compare` (bench/compare.py).", ""]
+              "test. Produced by `make bench` (bench/compare.py).", ""]
+    sync = rtt = None
     if probes:
         sync = statistics.median([probe["fdatasync_us"]["p99"] for probe in probes])
         sync50 = statistics.median([probe["fdatasync_us"]["p50"] for probe in probes])
@@ -654,9 +779,12 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
                   "| figure | p50 | p99 |", "|---|---|---|",
                   f"| fdatasync after a 4 KiB append | {sync50:.0f} us | {sync:.0f} us |",
                   f"| loopback round trip, 100 B | {rtt50:.1f} us | {rtt:.1f} us |", ""]
+    lines += goal_rows(summary, rows, sync, rtt)
     for workload, title in (("publish", "Networked publish at maximum rate"),
                             ("latency", "Publish latency at fixed rates (sends scheduled by time)"),
-                            ("consume", "Durable consumer fetch + ack, and replay of a backlog")):
+                            ("consume", "Durable consumer fetch + ack, and replay of a backlog"),
+                            ("drain", "Producer latency while a backlog drains (sends scheduled by time)"),
+                            ("idle", "Idle WebSocket subscribers while publishing at full rate")):
         entries = [entry for entry in summary if entry["workload"] == workload]
         if not entries:
             continue
@@ -725,7 +853,9 @@ def main() -> int:
             "sizes": [100] if quick else [100, 1024], "partitions": [1] if quick else [1, 16],
             "rates": [1000, 10000] if quick else [1000, 10000, 50000],
             "redis_requests": 300_000 if quick else 2_000_000, "node_messages": 200_000 if quick else 2_000_000,
-            "consume_messages": 100_000 if quick else 1_000_000}
+            "consume_messages": 100_000 if quick else 1_000_000,
+            "replay_messages": 200_000 if quick else 10_000_000, "replay_seconds": 30 if quick else 180,
+            "drain_producer_seconds": 3 if quick else 20, "idle_connections": 200 if quick else 2000}
     selected = [name for name in (arguments.only.split(",") if arguments.only else WORKLOADS) if name]
     for name in selected:
         if name not in WORKLOADS:
@@ -736,7 +866,7 @@ def main() -> int:
         parser.error(f"unknown system in {arguments.systems}")
     for tool in (MSGSTORE, NETBENCH, PROBE):
         if not tool.exists():
-            parser.error(f"{tool.relative_to(REPOSITORY)} is missing: run `make bench-compare`, which builds it")
+            parser.error(f"{tool.relative_to(REPOSITORY)} is missing: run `make bench`, which builds it")
 
     label = arguments.label
     if label is None:
@@ -773,7 +903,7 @@ def main() -> int:
         number += 1
     plots = write_plots(summary, output_directory, stem)
     report = output_directory / f"{stem}.md"
-    write_report(summary, probes, plan, label, report, plots)
+    write_report(summary, probes, plan, label, report, plots, results.rows)
     (scratch / "raw.json").write_text(json.dumps(results.rows, indent=1))
     shutil.copy(scratch / "raw.json", output_directory / f"{stem}.json")
     log(f"report: {report.relative_to(REPOSITORY)}")

@@ -5,6 +5,12 @@
 //     Reads COUNT messages from the beginning of STREAM over one WebSocket, granting CREDIT
 //     messages at a time (a new grant of CREDIT/2 whenever half of the credit was used), and
 //     prints {"messages","seconds","messages_per_second"}.
+//   node msgstore.mjs consume URL STREAM COUNT SECONDS BATCH
+//     (Re)creates the durable consumer `bench-durable` on STREAM from the beginning
+//     (max_ack_pending 20000, like the NATS run), then fetches BATCH messages per request over
+//     keep-alive HTTP and acks each batch with one request; the ack of one batch overlaps the
+//     next fetch (at most one ack in flight), and every ack must answer 200 with settled = the
+//     batch size. Prints {"messages","seconds","messages_per_second","payload_megabytes_per_second"}.
 //   node msgstore.mjs ws-idle URL STREAM CONNECTIONS SECONDS [CREDIT]
 //     Opens CONNECTIONS subscriptions from the end of STREAM (100 handshakes in flight at most),
 //     grants each CREDIT messages (default 10, so each stays live but nearly idle), holds them
@@ -110,16 +116,75 @@ async function ws_idle(base, stream, connections, seconds, credit) {
   report({ connections_opened: opened, errors, messages_received: messages });
 }
 
+function loopback_base(base) {
+  const url = new URL(base);
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) throw new Error('loopback addresses only');
+  return url.origin;
+}
+
+async function http_json(url, method, body) {
+  const response = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed = null;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  return { status: response.status, body: parsed, text };
+}
+
+async function consume(base, stream, count, seconds, batch) {
+  const origin = loopback_base(base);
+  const consumers = `${origin}/v1/streams/${encodeURIComponent(stream)}/consumers`;
+  const name = 'bench-durable';
+  await http_json(`${consumers}/${name}`, 'DELETE');
+  const created = await http_json(consumers, 'POST', { name, start: 'beginning', ack_wait_ms: 60000, max_ack_pending: 20000 });
+  if (created.status !== 201) throw new Error(`creating the consumer: ${created.status} ${created.text}`);
+  const started = seconds_now();
+  const deadline = started + seconds;
+  let received = 0;
+  let bytes = 0;
+  let acked = 0;
+  let ack_in_flight = null;
+  const settle = async (deliveries) => {
+    const answer = await http_json(`${consumers}/${name}/ack`, 'POST', { deliveries });
+    if (answer.status !== 200 || answer.body?.settled !== deliveries.length) {
+      throw new Error(`ack: ${answer.status} ${answer.text.slice(0, 300)}`);
+    }
+    acked += deliveries.length;
+  };
+  while (received < count && seconds_now() < deadline) {
+    const want = Math.min(batch, count - received);
+    const fetched = await http_json(`${consumers}/${name}/fetch`, 'POST', { max_messages: want, wait_ms: 1000 });
+    if (fetched.status !== 200) throw new Error(`fetch: ${fetched.status} ${fetched.text.slice(0, 300)}`);
+    const messages = fetched.body.messages;
+    if (messages.length === 0) continue;
+    received += messages.length;
+    for (const message of messages) bytes += message.payload.length;
+    if (ack_in_flight) await ack_in_flight;
+    ack_in_flight = settle(messages.map((message) => message.delivery));
+  }
+  if (ack_in_flight) await ack_in_flight;
+  const elapsed = seconds_now() - started;
+  report({ messages: acked, seconds: elapsed, messages_per_second: acked / elapsed,
+           payload_megabytes_per_second: bytes / elapsed / 1e6 });
+}
+
 const [command, ...rest] = process.argv.slice(2);
 try {
-  if (command === 'ws-replay' && rest.length === 5) {
+  if (command === 'consume' && rest.length === 5) {
+    await consume(rest[0], rest[1], positive_integer(rest[2], 'COUNT'), positive_integer(rest[3], 'SECONDS'),
+      positive_integer(rest[4], 'BATCH'));
+  } else if (command === 'ws-replay' && rest.length === 5) {
     await ws_replay(rest[0], rest[1], positive_integer(rest[2], 'COUNT'), positive_integer(rest[3], 'SECONDS'),
       positive_integer(rest[4], 'CREDIT'));
   } else if (command === 'ws-idle' && (rest.length === 4 || rest.length === 5)) {
     await ws_idle(rest[0], rest[1], positive_integer(rest[2], 'CONNECTIONS'), positive_integer(rest[3], 'SECONDS'),
       rest.length === 5 ? positive_integer(rest[4], 'CREDIT') : 10);
   } else {
-    console.error('usage: node msgstore.mjs ws-replay URL STREAM COUNT SECONDS CREDIT\n' +
+    console.error('usage: node msgstore.mjs consume URL STREAM COUNT SECONDS BATCH\n' +
+                  '       node msgstore.mjs ws-replay URL STREAM COUNT SECONDS CREDIT\n' +
                   '       node msgstore.mjs ws-idle URL STREAM CONNECTIONS SECONDS [CREDIT]');
     process.exit(2);
   }
