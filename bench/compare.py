@@ -74,6 +74,7 @@ class Server:
 
     def __init__(self, name: str, command: list[str], port: int, scratch: Path, run_as: str | None = None):
         self.name, self.port, self.scratch = name, port, scratch
+        self.memory_limit: MemoryLimit | None = None
         self.log_path = scratch / f"{name}.log"
         preexec = None
         if run_as:  # PostgreSQL refuses to run as root
@@ -116,6 +117,11 @@ class Server:
             total += own + reaped_children
         return total / CLOCK_TICKS
 
+    def limit_memory(self, mebibytes: int) -> bool:
+        """Moves the server into its own memory cgroup of that size; False where not possible."""
+        self.memory_limit = MemoryLimit.create(f"{self.name}-{self.port}", mebibytes)
+        return self.memory_limit is not None and self.memory_limit.add(self.process.pid)
+
     def peak_resident_mebibytes(self) -> float:
         try:
             for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -140,6 +146,51 @@ class Server:
 def stop(server: "Server | None") -> None:
     if server is not None:
         server.stop()
+        if server.memory_limit is not None:
+            server.memory_limit.remove()
+
+
+class MemoryLimit:
+    """A memory cgroup (v2 or v1) capping a server's memory, its page cache included, so that a
+    backlog larger than the cap is replayed from the disk rather than from memory. create()
+    answers None where cgroups cannot be written (not root, or no memory controller)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    @staticmethod
+    def create(name: str, mebibytes: int) -> "MemoryLimit | None":
+        unified = Path("/sys/fs/cgroup/cgroup.controllers")
+        if unified.exists() and "memory" in unified.read_text().split():
+            base, limit_file = Path("/sys/fs/cgroup"), "memory.max"
+            try:
+                (base / "cgroup.subtree_control").write_text("+memory")
+            except OSError:
+                pass
+        elif Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+            base, limit_file = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
+        else:
+            return None
+        directory = base / f"msgstore-bench-{os.getpid()}-{name}"
+        try:
+            directory.mkdir(exist_ok=True)
+            (directory / limit_file).write_text(str(mebibytes << 20))
+        except OSError:
+            return None
+        return MemoryLimit(directory)
+
+    def add(self, pid: int) -> bool:
+        try:
+            (self.directory / "cgroup.procs").write_text(str(pid))
+            return True
+        except OSError:
+            return False
+
+    def remove(self) -> None:
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass
 
 
 def stop_all(*_arguments) -> None:
@@ -528,6 +579,41 @@ def consume_workloads(systems: Systems, results: Results, plan: dict) -> None:
         stop(server)
 
 
+def cold_workloads(systems: Systems, results: Results, plan: dict) -> None:
+    """W4, cold: replay of a backlog larger than the server's page cache. Each server runs in a
+    memory cgroup (plan["cold_limit_mebibytes"], page cache included) and the backlog is several
+    times that size, so the replay reads from the disk. Skipped, with the reason in the report,
+    where cgroups cannot be written."""
+    count, limit, seconds = plan["cold_messages"], plan["cold_limit_mebibytes"], plan["replay_seconds"]
+    case = f"replay beyond the page cache (server memory {limit} MiB), {count:,} x 100 B"
+    for system in ("msgstore", "nats"):
+        server = systems.msgstore() if system == "msgstore" else systems.nats()
+        if server is None:
+            continue
+        try:
+            name = "msgstore WebSocket" if system == "msgstore" else "NATS JetStream"
+            if not server.limit_memory(limit):
+                results.add("consume", case, name, "D1", {"error": "memory cgroups are not writable here (needs root "
+                                                                    "and a memory controller); not measured"}, None, 0, 100)
+                continue
+            if system == "msgstore":
+                msgstore_stream(server.port, "cold", 1, "never")
+                fill = netbench(server.port, "http", seconds, connections=8, batch=1000, payload_bytes=100,
+                                requests_max=max(1, count // 1000), stream="cold", subject="cold.a")
+                replay = ["msgstore.mjs", ["ws-replay", f"http://127.0.0.1:{server.port}", "cold", count, seconds, 10000]]
+            else:
+                fill = node_client("peers.mjs", ["nats-publish", f"nats://127.0.0.1:{server.port}", 100, count, seconds,
+                                                 1000, 1], seconds)
+                replay = ["peers.mjs", ["nats-replay", f"nats://127.0.0.1:{server.port}", count, seconds]]
+            if "error" in fill:
+                results.add("consume", case + " (fill)", name, "D1", fill, server, 0, 100)
+                continue
+            measure(results, "consume", case, name, "D1", server, 100,
+                    lambda: node_client(replay[0], replay[1], seconds))
+        finally:
+            stop(server)
+
+
 def idle_workloads(systems: Systems, results: Results, plan: dict) -> None:
     """Many idle WebSocket subscribers held open while producers publish at full rate (msgstore only):
     no errors allowed; the server's peak resident memory is reported."""
@@ -583,7 +669,7 @@ def embedded_workloads(systems: Systems, results: Results, plan: dict) -> None:
 
 
 WORKLOADS = {"embedded": embedded_workloads, "publish": publish_workloads, "latency": latency_workloads,
-             "consume": consume_workloads, "idle": idle_workloads}
+             "consume": consume_workloads, "cold": cold_workloads, "idle": idle_workloads}
 
 
 # ----------------------------------------------------------------------------- the report
@@ -810,7 +896,7 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
                               and other["durability"] == entry["durability"]
                               and (other["case"].endswith(family) if workload == "publish"
                                    else other["case"] == entry["case"] if workload == "latency"
-                                   else other["case"].startswith(family))]
+                                   else other["case"].split(",", 1)[0].split(" (")[0] == family)]
                 if candidates:
                     if workload == "latency" and latency.get("p99") and candidates[0].get("latency_us", {}).get("p99"):
                         ratio = f"p99 {candidates[0]['latency_us']['p99'] / latency['p99']:.2f}x (lower is better)"
@@ -855,7 +941,8 @@ def main() -> int:
             "redis_requests": 300_000 if quick else 2_000_000, "node_messages": 200_000 if quick else 2_000_000,
             "consume_messages": 100_000 if quick else 1_000_000,
             "replay_messages": 200_000 if quick else 10_000_000, "replay_seconds": 30 if quick else 180,
-            "drain_producer_seconds": 3 if quick else 20, "idle_connections": 200 if quick else 2000}
+            "drain_producer_seconds": 3 if quick else 20, "idle_connections": 200 if quick else 2000,
+            "cold_messages": 2_000_000 if quick else 6_000_000, "cold_limit_mebibytes": 64 if quick else 256}
     selected = [name for name in (arguments.only.split(",") if arguments.only else WORKLOADS) if name]
     for name in selected:
         if name not in WORKLOADS:
