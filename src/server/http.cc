@@ -169,4 +169,26 @@ bool content_type_is(const HttpRequest& request, std::string_view media_type) {
   return true;
 }
 
+std::string serialize_response(const http::response<http::string_body>& message) {
+  const std::string_view reason = message.reason();
+  std::size_t size = 32 + reason.size() + message.body().size();
+  for (const auto& field : message) size += field.name_string().size() + field.value().size() + 4;
+  std::string text;
+  text.reserve(size);
+  text += message.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  text += std::to_string(message.result_int());
+  text += ' ';
+  text += reason;
+  text += "\r\n";
+  for (const auto& field : message) {
+    text += field.name_string();
+    text += ": ";
+    text += field.value();
+    text += "\r\n";
+  }
+  text += "\r\n";
+  text += message.body();
+  return text;
+}
+
 }  // namespace msgstore::server

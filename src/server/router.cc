@@ -47,37 +47,35 @@ Router::Match Router::match(http::verb method, std::string_view path) const {
   const std::vector<std::string_view> segments = split_path(path);
   for (const Route& route : routes_) {
     if (route.segments.size() != segments.size()) continue;
-    PathParameters parameters;
+    // Literal segments first: most routes fail here, before anything is decoded or allocated.
     bool matches = true;
     for (std::size_t i = 0; i < segments.size() && matches; ++i) {
       const Segment& segment = route.segments[i];
-      if (!segment.is_parameter) {
-        matches = segment.text == segments[i];
-        continue;
-      }
-      if (segments[i].empty()) {
-        matches = false;
-        continue;
-      }
+      matches = segment.is_parameter ? !segments[i].empty() : segment.text == segments[i];
+    }
+    if (!matches) continue;
+    PathParameters parameters;
+    for (std::size_t i = 0; i < segments.size(); ++i) {
+      if (!route.segments[i].is_parameter) continue;
       auto decoded = percent_decode(segments[i], false);
       if (!decoded) {
         result.bad_escape = true;
         return result;
       }
-      parameters.emplace(segment.text, std::move(*decoded));
+      parameters.emplace(route.segments[i].text, std::move(*decoded));
     }
-    if (!matches) continue;
     if (route.method != method) {
       if (result.path_known) result.allowed_methods += ", ";
       result.allowed_methods += std::string(http::to_string(route.method));
       result.path_known = true;
       continue;
     }
-    if (result.handler == nullptr) {
-      result.handler = &route.handler;
-      result.route_template = route.path_template;
-      result.path_parameters = std::move(parameters);
-    }
+    // The first route that matches path and method wins; the allowed methods only matter when
+    // none does.
+    result.handler = &route.handler;
+    result.route_template = route.path_template;
+    result.path_parameters = std::move(parameters);
+    return result;
   }
   return result;
 }

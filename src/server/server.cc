@@ -5,6 +5,7 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -225,6 +226,24 @@ asio::awaitable<void> ServerImpl::refuse(tcp::socket socket) {
   refusing_.fetch_sub(1);
 }
 
+namespace {
+
+// Feeds the bytes already in `buffer` to `parser`: up to the end of the headers, or through the
+// body too. Returns the parser's error (need_more is not one: the caller reads more).
+boost::system::error_code parse_buffered(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer,
+                                         bool through_body) {
+  boost::system::error_code error;
+  while (buffer.size() > 0 && !(through_body ? parser.is_done() : parser.is_header_done())) {
+    const std::size_t used = parser.put(buffer.data(), error);
+    buffer.consume(used);
+    if (error == http::error::need_more) return {};
+    if (error || used == 0) break;
+  }
+  return error;
+}
+
+}  // namespace
+
 asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   auto handle = std::make_shared<SessionHandle>();
@@ -278,9 +297,14 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(config_.request_header_bytes_max);
     parser.body_limit(config_.request_body_bytes_max);
-    stream.expires_after(std::chrono::milliseconds(config_.header_read_timeout_ms));
     {
-      auto [error, bytes] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+      // Parse what is buffered first (a keep-alive request usually arrives whole); read only
+      // when the headers are not all there.
+      boost::system::error_code error = parse_buffered(parser, buffer, /*through_body=*/false);
+      if (!error && !parser.is_header_done()) {
+        stream.expires_after(std::chrono::milliseconds(config_.header_read_timeout_ms));
+        std::tie(error, std::ignore) = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+      }
       if (error == beast::error::timeout) {
         metrics_.rejected(RejectReason::header_timeout);
         co_await write_and_close(session_error(http::status::request_timeout,
@@ -325,8 +349,14 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
       if (error) break;
     }
     if (!parser.is_done()) {
-      stream.expires_after(std::chrono::milliseconds(config_.body_read_timeout_ms));
-      auto [error, bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
+      // A small request usually arrives whole: its body is in the buffer already and is parsed
+      // in place; only what is missing is read (Beast's composed read costs more than the
+      // parsing itself).
+      boost::system::error_code error = parse_buffered(parser, buffer, /*through_body=*/true);
+      if (!error && !parser.is_done()) {
+        stream.expires_after(std::chrono::milliseconds(config_.body_read_timeout_ms));
+        std::tie(error, std::ignore) = co_await http::async_read(stream, buffer, parser, use_tuple);
+      }
       if (error == http::error::body_limit) {
         metrics_.rejected(RejectReason::body_too_large);
         co_await write_and_close(session_error(http::status::payload_too_large,
@@ -364,7 +394,13 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
     if (shutting_down_.load()) response.message.keep_alive(false);
     metrics_.response_bytes(response.message.body().size());
     stream.expires_after(std::chrono::milliseconds(config_.write_timeout_ms));
-    auto [error, bytes] = co_await http::async_write(stream, response.message, use_tuple);
+    boost::system::error_code error;
+    if (response.message.chunked()) {
+      std::tie(error, std::ignore) = co_await http::async_write(stream, response.message, use_tuple);
+    } else {
+      const std::string text = serialize_response(response.message);
+      std::tie(error, std::ignore) = co_await asio::async_write(stream, asio::buffer(text), use_tuple);
+    }
     if (error || !response.message.keep_alive()) break;
   }
   if (handle->stream != nullptr) stream.socket().shutdown(tcp::socket::shutdown_send, ignored);

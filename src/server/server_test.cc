@@ -1,5 +1,8 @@
 // Unit tests of the server's pure parts: configuration, router, JSON codec, error mapping.
 // (The sockets, limits and shutdown are covered end to end in tests/e2e/server_test.cc.)
+#include <sstream>
+
+#include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
@@ -11,6 +14,33 @@
 
 namespace msgstore::server {
 namespace {
+
+// The session writes responses with serialize_response; it must produce exactly what Beast's
+// own serializer writes for the same message.
+TEST(SerializeResponseTest, SameBytesAsBeastsSerializer) {
+  struct Case {
+    http::status status;
+    unsigned version;
+    bool keep_alive;
+    std::string body;
+  };
+  const Case cases[] = {{http::status::ok, 11, true, "{\"offset\":1}\n"},
+                        {http::status::not_found, 11, false, "{\"error\":{}}\n"},
+                        {http::status::created, 10, true, ""},
+                        {http::status::payload_too_large, 10, false, std::string(70000, 'x')},
+                        {static_cast<http::status>(299), 11, true, "unusual status"}};
+  for (const Case& item : cases) {
+    http::response<http::string_body> message{item.status, item.version};
+    message.set(http::field::content_type, "application/json");
+    message.set("Msgstore-Custom", "value with spaces");
+    message.keep_alive(item.keep_alive);
+    message.body() = item.body;
+    message.prepare_payload();
+    std::ostringstream beast_bytes;
+    beast_bytes << message;
+    EXPECT_EQ(serialize_response(message), beast_bytes.str()) << static_cast<int>(item.status);
+  }
+}
 
 TEST(ServerConfigTest, DefaultsAreValid) {
   const ServerConfig config;
