@@ -897,6 +897,12 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
                               and (other["case"].endswith(family) if workload == "publish"
                                    else other["case"] == entry["case"] if workload == "latency"
                                    else other["case"].split(",", 1)[0].split(" (")[0] == family)]
+                if workload == "publish":
+                    # Like with like: one message per request against msgstore's single publishes;
+                    # pipelined, windowed or multi-row publishes against msgstore's batches.
+                    single = entry["case"].startswith(("single messages", "1 row per transaction"))
+                    candidates = [other for other in candidates
+                                  if other["case"].startswith("single messages") == single]
                 if candidates:
                     if workload == "latency" and latency.get("p99") and candidates[0].get("latency_us", {}).get("p99"):
                         ratio = f"p99 {candidates[0]['latency_us']['p99'] / latency['p99']:.2f}x (lower is better)"
