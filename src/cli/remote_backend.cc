@@ -497,7 +497,7 @@ class RemoteBackend final : public Backend {
       }
       first = end;
     }
-    return positions;
+    return positions;  // per stream (in name order), each in message order: as the store answers
   }
 
   Status read_partition(std::string_view stream, std::uint32_t partition, const StartPosition& start,
