@@ -26,12 +26,18 @@ inline constexpr int exit_usage = 2;    // the command line was malformed
 
 struct GlobalOptions {
   std::string data_directory = "./data";
+  // Client mode: `--server URL` or $MSGSTORE_SERVER (checked by main: http://HOST:PORT).
+  // Empty: the commands work on data_directory.
+  std::string server_url;
 };
 
 // A parsed-for subcommand and what runs it. `run` returns the process exit status.
 struct Command {
   CLI::App* app = nullptr;
   std::function<int()> run;
+  // True for the commands that also work against `msgstore serve` (stream, publish, read,
+  // tail, query); the others refuse an explicit --server.
+  bool works_with_server = false;
 };
 using Commands = std::vector<Command>;
 
@@ -49,6 +55,14 @@ bool flush_output();
 
 // Closes the store; returns exit_success, or reports the close error and returns exit_failure.
 int close_store(Store& store);
+
+class Backend;
+// The data commands' backend: the server named by global.server_url, else the store in the
+// --data directory (create_if_missing as for open_store). Defined in main.cc, which links the
+// HTTP client, so msgstore_cli stays free of Boost.
+Result<std::unique_ptr<Backend>> open_backend(const GlobalOptions& global, bool create_if_missing);
+// Closes the backend; returns exit_success, or reports the close error and returns exit_failure.
+int close_backend(Backend& backend);
 
 // Opens the store in the --data directory. Commands that only look (read, info, verify) pass
 // create_if_missing = false so a mistyped --data is an error rather than a new empty store.

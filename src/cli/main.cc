@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <exception>
 
+#include "cli/backend.h"
 #include "cli/command.h"
+#include "cli/remote_backend.h"
+#include "cli/server_url.h"
 
 namespace msgstore::cli {
 
@@ -50,6 +53,22 @@ Result<std::unique_ptr<Store>> open_store(const GlobalOptions& global, bool crea
   return store;
 }
 
+Result<std::unique_ptr<Backend>> open_backend(const GlobalOptions& global, bool create_if_missing) {
+  if (!global.server_url.empty()) {
+    auto url = parse_server_url(global.server_url);  // main checked it already
+    if (!url) return url.status();
+    return open_remote_backend(*url);
+  }
+  auto store = open_store(global, create_if_missing);
+  if (!store) return store.status();
+  return make_local_backend(std::move(*store));
+}
+
+int close_backend(Backend& backend) {
+  Status closed = backend.close();
+  return closed.is_ok() ? exit_success : fail(closed);
+}
+
 namespace {
 
 int run(int argc, char** argv) {
@@ -61,8 +80,14 @@ int run(int argc, char** argv) {
   if (const char* from_environment = std::getenv("MSGSTORE_DATA"); from_environment != nullptr && *from_environment != '\0') {
     global.data_directory = from_environment;
   }
-  app.add_option("--data", global.data_directory, "Data directory (default ./data, or $MSGSTORE_DATA)")
-      ->type_name("DIR");
+  CLI::Option* data_option =
+      app.add_option("--data", global.data_directory, "Data directory (default ./data, or $MSGSTORE_DATA)")->type_name("DIR");
+  std::string server_flag;
+  CLI::Option* server_option =
+      app.add_option("--server", server_flag,
+                     "Client mode: run stream, publish, read, tail and query against `msgstore serve` at this URL "
+                     "(http://HOST:PORT; default $MSGSTORE_SERVER) instead of a data directory")
+          ->type_name("URL");
   app.footer("Exit status: 0 success, 1 operation failed or damage found, 2 usage error.");
 
   Commands commands;
@@ -87,10 +112,32 @@ int run(int argc, char** argv) {
     return usage_error(std::string(error.what()) + " (run with --help for usage)");
   }
   if (global.data_directory.empty()) return usage_error("--data: the data directory must not be empty");
+  const Command* chosen = nullptr;
   for (const Command& command : commands) {
-    if (command.app->parsed()) return command.run();
+    if (command.app->parsed()) chosen = &command;
   }
-  return usage_error("a subcommand is required (run with --help for usage)");
+  if (chosen == nullptr) return usage_error("a subcommand is required (run with --help for usage)");
+  // Client mode: an explicit --server, else $MSGSTORE_SERVER unless --data was given.
+  const bool server_given = server_option->count() > 0;
+  if (server_given && data_option->count() > 0) return usage_error("give --data or --server, not both");
+  if (server_given) {
+    global.server_url = server_flag;
+  } else if (const char* from_environment = std::getenv("MSGSTORE_SERVER");
+             from_environment != nullptr && *from_environment != '\0' && data_option->count() == 0) {
+    global.server_url = from_environment;
+  }
+  if (!chosen->works_with_server) {
+    if (server_given) {
+      return usage_error("'" + chosen->app->get_name() +
+                         "' works on a data directory only (the server has no HTTP endpoint for it): use --data, not --server");
+    }
+    global.server_url.clear();  // $MSGSTORE_SERVER is for the commands that can use it
+  }
+  if (!global.server_url.empty()) {
+    auto url = parse_server_url(global.server_url);
+    if (!url) return usage_error(url.status());
+  }
+  return chosen->run();
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "cli/output.h"
 
+#include <algorithm>
+
 #include "cli/json.h"
 
 namespace msgstore::cli {
@@ -13,27 +15,38 @@ std::string json_string_array(const std::vector<std::string>& items) {
   return array + ']';
 }
 
-std::string stream_config_json(const StreamConfig& config) {
-  return JsonObject()
-      .add("name", config.name)
-      .add_raw("subjects", json_string_array(config.subjects))
-      .add("partitions", config.partitions)
-      .add("max_age_ms", config.max_age_ms)
-      .add("max_bytes", config.max_bytes)
-      .add("max_messages", config.max_messages)
-      .add("fsync", fsync_policy_to_string(config.fsync, config.fsync_interval_ms))
-      .add("max_message_bytes", config.max_message_bytes)
-      .add("segment_bytes", config.segment_bytes)
-      .add("segment_age_ms", config.segment_age_ms)
-      .add("indexes_enabled", config.indexes_enabled)
-      .add_raw("indexed_headers", json_string_array(config.indexed_headers))
-      .add("dedup_window_ms", config.dedup_window_ms)
-      .add("cleanup", cleanup_policy_to_string(config.cleanup))
-      .add("tombstone_retention_ms", config.tombstone_retention_ms)
-      .finish();
+const std::vector<std::string>& stream_config_field_names() {
+  static const std::vector<std::string> names = {
+      "name",          "subjects",          "partitions",      "max_age_ms",      "max_bytes",
+      "max_messages",  "fsync",             "max_message_bytes", "segment_bytes", "segment_age_ms",
+      "indexes_enabled", "indexed_headers", "dedup_window_ms", "cleanup",         "tombstone_retention_ms"};
+  return names;
 }
 
-std::string stream_info_json(const StreamInfo& info) {
+std::string stream_config_json(const StreamConfig& config, const StreamConfigFields& fields) {
+  JsonObject object;
+  const auto wanted = [&](std::string_view name) {
+    return !fields || std::find(fields->begin(), fields->end(), name) != fields->end();
+  };
+  if (wanted("name")) object.add("name", config.name);
+  if (wanted("subjects")) object.add_raw("subjects", json_string_array(config.subjects));
+  if (wanted("partitions")) object.add("partitions", config.partitions);
+  if (wanted("max_age_ms")) object.add("max_age_ms", config.max_age_ms);
+  if (wanted("max_bytes")) object.add("max_bytes", config.max_bytes);
+  if (wanted("max_messages")) object.add("max_messages", config.max_messages);
+  if (wanted("fsync")) object.add("fsync", fsync_policy_to_string(config.fsync, config.fsync_interval_ms));
+  if (wanted("max_message_bytes")) object.add("max_message_bytes", config.max_message_bytes);
+  if (wanted("segment_bytes")) object.add("segment_bytes", config.segment_bytes);
+  if (wanted("segment_age_ms")) object.add("segment_age_ms", config.segment_age_ms);
+  if (wanted("indexes_enabled")) object.add("indexes_enabled", config.indexes_enabled);
+  if (wanted("indexed_headers")) object.add_raw("indexed_headers", json_string_array(config.indexed_headers));
+  if (wanted("dedup_window_ms")) object.add("dedup_window_ms", config.dedup_window_ms);
+  if (wanted("cleanup")) object.add("cleanup", cleanup_policy_to_string(config.cleanup));
+  if (wanted("tombstone_retention_ms")) object.add("tombstone_retention_ms", config.tombstone_retention_ms);
+  return object.finish();
+}
+
+std::string stream_info_json(const StreamInfo& info, const StreamConfigFields& config_fields) {
   std::string partitions = "[";
   for (std::size_t i = 0; i < info.partitions.size(); ++i) {
     const PartitionInfo& partition = info.partitions[i];
@@ -58,7 +71,7 @@ std::string stream_info_json(const StreamInfo& info) {
   }
   partitions += ']';
   return JsonObject()
-      .add_raw("config", stream_config_json(info.config))
+      .add_raw("config", stream_config_json(info.config, config_fields))
       .add("bytes", info.bytes)
       .add("messages", info.messages)
       .add_raw("partitions", partitions)

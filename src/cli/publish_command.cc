@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 
+#include "cli/backend.h"
 #include "cli/command.h"
 #include "cli/output.h"
 #include "cli/parse.h"
@@ -33,6 +34,7 @@ struct PublishFlags {
   std::string timestamp;
   CLI::Option* timestamp_option = nullptr;
   std::string batch = "1";
+  CLI::Option* batch_option = nullptr;
   bool quiet = false;
   std::string message_id;
   CLI::Option* message_id_option = nullptr;
@@ -52,24 +54,35 @@ struct Policies {
   std::optional<std::int64_t> ttl_ms;
 };
 
-// Collects messages into batches of up to `batch_size` and publishes them.
+// Client mode without --batch: each publish is a round trip, so stdin lines go in batches of
+// up to this many messages and about this many payload bytes (well under the server's default
+// batch_messages_max and request_body_bytes_max). A partial batch still goes as soon as stdin
+// has nothing more ready.
+constexpr std::size_t client_batch_messages_default = 1000;
+constexpr std::size_t client_batch_payload_bytes_max = 4 * 1024 * 1024;
+
+// Collects messages into batches of up to `batch_size` (and, when not 0, about
+// `batch_payload_bytes_max` payload bytes) and publishes them.
 class Publisher {
  public:
-  Publisher(Store& store, const PublishFlags& flags, std::vector<HeaderView> headers, TimestampMs timestamp_ms,
-            std::size_t batch_size, Policies policies)
-      : store_(store),
+  Publisher(Backend& backend, const PublishFlags& flags, std::vector<HeaderView> headers, TimestampMs timestamp_ms,
+            std::size_t batch_size, std::size_t batch_payload_bytes_max, Policies policies)
+      : backend_(backend),
         flags_(flags),
         headers_(std::move(headers)),
         timestamp_ms_(timestamp_ms),
         batch_size_(batch_size),
+        batch_payload_bytes_max_(batch_payload_bytes_max),
         policies_(policies) {}
 
   bool has_pending() const { return !pending_.empty(); }
 
   // Adds one message; publishes when the batch is full.
   Status add(std::string payload) {
+    pending_bytes_ += payload.size();
     pending_.push_back(std::move(payload));
-    return pending_.size() >= batch_size_ ? flush() : Status::ok();
+    const bool full = pending_.size() >= batch_size_ || (batch_payload_bytes_max_ != 0 && pending_bytes_ >= batch_payload_bytes_max_);
+    return full ? flush() : Status::ok();
   }
 
   // Publishes what is pending and prints one ack line per stored copy.
@@ -90,7 +103,7 @@ class Publisher {
       message.ttl_ms = policies_.ttl_ms;
       messages.push_back(message);
     }
-    auto positions = store_.publish_batch(messages);
+    auto positions = backend_.publish_batch(messages);
     if (!positions) {
       const std::uint64_t last = next_index_ + pending_.size() - 1;
       const std::string which = pending_.size() == 1 ? "message " + std::to_string(next_index_)
@@ -115,17 +128,20 @@ class Publisher {
     }
     next_index_ += pending_.size();
     pending_.clear();
+    pending_bytes_ = 0;
     return Status::ok();
   }
 
  private:
-  Store& store_;
+  Backend& backend_;
   const PublishFlags& flags_;
   std::vector<HeaderView> headers_;
   TimestampMs timestamp_ms_;
   std::size_t batch_size_;
+  std::size_t batch_payload_bytes_max_;
   Policies policies_;
   std::vector<std::string> pending_;
+  std::size_t pending_bytes_ = 0;
   std::uint64_t next_index_ = 0;
 };
 
@@ -232,9 +248,15 @@ int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
     policies.ttl_ms = *ttl;
   }
 
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  Publisher publisher(**store, flags, std::move(headers), timestamp_ms, static_cast<std::size_t>(*batch), policies);
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  std::size_t batch_size = static_cast<std::size_t>(*batch);
+  std::size_t batch_payload_bytes_max = 0;
+  if (!global.server_url.empty() && flags.batch_option->count() == 0) {
+    batch_size = client_batch_messages_default;
+    batch_payload_bytes_max = client_batch_payload_bytes_max;
+  }
+  Publisher publisher(**backend, flags, std::move(headers), timestamp_ms, batch_size, batch_payload_bytes_max, policies);
   Status published;
   if (!flags.messages.empty()) {
     for (const std::string& message : flags.messages) {
@@ -246,10 +268,10 @@ int run_publish(const GlobalOptions& global, const PublishFlags& flags) {
     published = publish_stdin(publisher);
   }
   if (!published.is_ok()) {
-    (void)(*store)->close();
+    (void)(*backend)->close();
     return fail(published);
   }
-  return close_store(**store);
+  return close_backend(**backend);
 }
 
 }  // namespace
@@ -267,8 +289,10 @@ void add_publish_command(CLI::App& app, const GlobalOptions& global, Commands& c
   flags->timestamp_option =
       publish->add_option("--timestamp-ms", flags->timestamp, "Message timestamp: ms since the epoch or ISO 8601 (default now)")
           ->type_name("TIME");
-  publish->add_option("--batch", flags->batch, "Messages per publish call when reading stdin or arguments (default 1)")
-      ->type_name("N");
+  flags->batch_option =
+      publish->add_option("--batch", flags->batch,
+                          "Messages per publish call when reading stdin or arguments (default 1; with --server 1000)")
+          ->type_name("N");
   publish->add_flag("--quiet,-q", flags->quiet, "Do not print ack lines");
   flags->message_id_option =
       publish->add_option("--message-id", flags->message_id,
@@ -287,7 +311,7 @@ void add_publish_command(CLI::App& app, const GlobalOptions& global, Commands& c
           ->type_name("OFFSET");
   flags->ttl_option = publish->add_option("--ttl", flags->ttl, "Time to live of every message (500ms, 30s, 15m, 2h, 7d)")
                           ->type_name("DURATION");
-  commands.push_back({publish, [&global, flags] { return run_publish(global, *flags); }});
+  commands.push_back({publish, [&global, flags] { return run_publish(global, *flags); }, true});
 }
 
 }  // namespace msgstore::cli

@@ -3,6 +3,7 @@
 // Output: one JSON object per matching message (the same shape as `read`), then, when more
 // matches may follow, {"next_cursor":"..."} (pass it to --cursor for the next page), then with
 // --explain {"explain":{...}}: which index served the query and what it read.
+#include "cli/backend.h"
 #include "cli/command.h"
 #include "cli/json.h"
 #include "cli/output.h"
@@ -91,10 +92,10 @@ int run_query_command(const GlobalOptions& global, const QueryFlags& flags) {
   if (!flags.stream.empty() && check_stream_name(flags.stream) != exit_success) return exit_usage;
   auto query = make_query(flags);
   if (!query) return usage_error(query.status());
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
   bool output_failed = false;
-  auto result = (*store)->query(*query, [&](const QueryMatch& match) {
+  auto result = (*backend)->query(*query, [&](const QueryMatch& match) {
     if (!print_line(message_json(match.stream, match.partition, match.message))) {
       output_failed = true;
       return ScanControl::stop;
@@ -110,7 +111,7 @@ int run_query_command(const GlobalOptions& global, const QueryFlags& flags) {
   if (!result->next_cursor.empty()) print_line(JsonObject().add("next_cursor", result->next_cursor).finish());
   if (flags.explain) print_line(JsonObject().add_raw("explain", statistics_json(result->statistics)).finish());
   if (!flush_output()) return fail(Status(ErrorCode::io_error, "writing to stdout failed"));
-  return close_store(**store);
+  return close_backend(**backend);
 }
 
 }  // namespace
@@ -135,7 +136,7 @@ void add_query_command(CLI::App& app, const GlobalOptions& global, Commands& com
   query->add_option("--cursor", flags->cursor, "Continue from a previous query's next_cursor")->type_name("CURSOR");
   query->add_flag("--explain", flags->explain, "Print which index served the query and what it read");
   query->add_flag("--scan", flags->scan, "Allow header predicates on headers the stream does not index (a scan)");
-  commands.push_back({query, [&global, flags] { return run_query_command(global, *flags); }});
+  commands.push_back({query, [&global, flags] { return run_query_command(global, *flags); }, true});
 }
 
 }  // namespace msgstore::cli

@@ -1,12 +1,13 @@
 // read STREAM [...] and tail STREAM [...] (read --follow).
 //
 // A plain read prints what is stored now, partition by partition, each in offset order, and
-// exits. Follow mode subscribes (Store::subscribe) and prints messages as they arrive until
-// SIGINT/SIGTERM (exit 0) or --limit messages.
+// exits. Follow mode (Backend::follow: a subscription, or Server-Sent Events with --server)
+// prints messages as they arrive until SIGINT/SIGTERM (exit 0) or --limit messages.
 //
-// Note: the data directory is locked by the process that opens it, so while `tail` runs no
-// other process can publish into the same directory; follow mode sees what this process's
-// store delivers (history, and anything appended through it).
+// Note: the data directory is locked by the process that opens it, so while a local `tail`
+// runs no other process can publish into the same directory; follow mode sees what this
+// process's store delivers (history, and anything appended through it). With --server, the
+// server holds the directory and every client's publishes are followed.
 #include <signal.h>
 #include <time.h>
 
@@ -16,6 +17,7 @@
 #include <memory>
 #include <mutex>
 
+#include "cli/backend.h"
 #include "cli/command.h"
 #include "cli/output.h"
 #include "cli/parse.h"
@@ -82,30 +84,22 @@ std::string render(const ReadPlan& plan, std::string_view stream, std::uint32_t 
 
 int stdout_failed() { return fail(Status(ErrorCode::io_error, "writing to stdout failed")); }
 
-int read_stored(Store& store, const std::string& stream, std::uint32_t partition_count, const ReadPlan& plan) {
-  constexpr std::size_t scan_messages = 1024;
+int read_stored(Backend& backend, const std::string& stream, std::uint32_t partition_count, const ReadPlan& plan) {
   std::uint64_t printed = 0;
   bool output_failed = false;
   for (std::uint32_t partition = 0; partition < partition_count; ++partition) {
     if (plan.partition && *plan.partition != partition) continue;
-    auto from = store.resolve_start(stream, partition, plan.start);
-    if (!from) return fail(from.status());
-    Offset next = *from;
-    while (plan.limit == 0 || printed < plan.limit) {
-      auto scanned = store.scan(stream, partition, next, scan_messages, [&](const MessageView& message) {
-        if ((plan.limit != 0 && printed >= plan.limit) || output_failed) return ScanControl::stop;
-        if (!print_line(render(plan, stream, partition, message))) {
-          output_failed = true;
-          return ScanControl::stop;
-        }
-        ++printed;
-        return ScanControl::proceed;
-      });
-      if (output_failed) return stdout_failed();
-      if (!scanned) return fail(scanned.status());
-      if (*scanned <= next) break;  // reached the end of what is readable
-      next = *scanned;
-    }
+    if (plan.limit != 0 && printed >= plan.limit) break;
+    Status read = backend.read_partition(stream, partition, plan.start, [&](const MessageView& message) {
+      if (!print_line(render(plan, stream, partition, message))) {
+        output_failed = true;
+        return ScanControl::stop;
+      }
+      ++printed;
+      return plan.limit != 0 && printed >= plan.limit ? ScanControl::stop : ScanControl::proceed;
+    });
+    if (output_failed) return stdout_failed();
+    if (!read.is_ok()) return fail(read);
   }
   if (!flush_output()) return stdout_failed();
   return exit_success;
@@ -120,54 +114,37 @@ sigset_t stop_signals() {
 }
 
 // Runs until SIGINT/SIGTERM, --limit, or an error. The stop signals must already be blocked in
-// every thread (run_read blocks them before the store starts its threads) so that they wait
+// every thread (run_read blocks them before the backend starts any thread) so that they wait
 // for sigtimedwait here instead of killing the process.
-int follow(Store& store, const std::string& stream, std::uint32_t partition_count, const ReadPlan& plan) {
+int follow(Backend& backend, const std::string& stream, std::uint32_t partition_count, const ReadPlan& plan) {
   const sigset_t signals = stop_signals();
-
-  SubscribeOptions options;
-  options.stream = stream;
-  options.start = plan.start;
-  // The subscription applies one start to every partition. An offset only makes sense for the
-  // one partition asked for: start the others anywhere valid and drop what is below the offset.
-  std::optional<Offset> minimum_offset;
-  if (plan.partition && plan.start.kind == StartPosition::Kind::offset && partition_count > 1) {
-    auto valid = store.resolve_start(stream, *plan.partition, plan.start);
-    if (!valid) return fail(valid.status());
-    minimum_offset = plan.start.offset;
-    options.start = StartPosition::from_beginning();
-  }
-  std::atomic<std::uint64_t> printed{0};
+  FollowRequest request;
+  request.stream = stream;
+  request.partition_count = partition_count;
+  request.partition = plan.partition;
+  request.start = plan.start;
+  std::uint64_t printed = 0;  // only the delivering thread touches it
   std::atomic<bool> output_failed{false};
-  auto subscription = store.subscribe(options, [&](const Delivery& delivery) {
-    if (plan.partition && delivery.partition != *plan.partition) return;
-    if (minimum_offset && delivery.message.offset < *minimum_offset) return;
-    if ((plan.limit != 0 && printed.load() >= plan.limit) || output_failed.load()) return;
-    if (!print_line(render(plan, delivery.stream, delivery.partition, delivery.message), /*flush=*/true)) {
-      output_failed = true;
-      return;
-    }
-    printed.fetch_add(1);
-  });
-  if (!subscription) return fail(subscription.status());
-  const timespec poll_interval{0, 50'000'000};
-  int result = exit_success;
-  while (true) {
-    if (plan.limit != 0 && printed.load() >= plan.limit) break;
-    if (output_failed.load()) {
-      result = stdout_failed();
-      break;
-    }
-    Status status = (*subscription)->status();
-    if (!status.is_ok()) {
-      result = fail(status);
-      break;
-    }
-    const int signal_number = sigtimedwait(&signals, nullptr, &poll_interval);
-    if (signal_number == SIGINT || signal_number == SIGTERM) break;
-  }
-  (*subscription)->cancel();
-  return result;
+  Status followed = backend.follow(
+      request,
+      [&](std::string_view from_stream, std::uint32_t partition, const MessageView& message) {
+        if (!print_line(render(plan, from_stream, partition, message), /*flush=*/true)) {
+          output_failed = true;
+          return ScanControl::stop;
+        }
+        ++printed;
+        return plan.limit != 0 && printed >= plan.limit ? ScanControl::stop : ScanControl::proceed;
+      },
+      [&](std::chrono::milliseconds timeout) {
+        const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+        const timespec wait{static_cast<time_t>(seconds.count()),
+                            static_cast<long>(std::chrono::nanoseconds(timeout - seconds).count())};
+        const int signal_number = sigtimedwait(&signals, nullptr, &wait);
+        return signal_number == SIGINT || signal_number == SIGTERM;
+      });
+  if (output_failed.load()) return stdout_failed();
+  if (!followed.is_ok()) return fail(followed);
+  return exit_success;
 }
 
 int run_read(const GlobalOptions& global, const ReadFlags& flags, bool follow_mode, bool default_from_end) {
@@ -179,9 +156,9 @@ int run_read(const GlobalOptions& global, const ReadFlags& flags, bool follow_mo
     const sigset_t signals = stop_signals();
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   }
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  auto info = (*store)->describe_stream(flags.stream);
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  auto info = (*backend)->describe_stream(flags.stream, nullptr);
   if (!info) return fail(info.status());
   const auto partition_count = static_cast<std::uint32_t>(info->partitions.size());
   if (plan->partition && *plan->partition >= partition_count) {
@@ -189,9 +166,9 @@ int run_read(const GlobalOptions& global, const ReadFlags& flags, bool follow_mo
                                                            std::to_string(*plan->partition) + " (it has " +
                                                            std::to_string(partition_count) + ")"));
   }
-  const int result = follow_mode ? follow(**store, flags.stream, partition_count, *plan)
-                                 : read_stored(**store, flags.stream, partition_count, *plan);
-  const int closed = close_store(**store);
+  const int result = follow_mode ? follow(**backend, flags.stream, partition_count, *plan)
+                                 : read_stored(**backend, flags.stream, partition_count, *plan);
+  const int closed = close_backend(**backend);
   return result != exit_success ? result : closed;
 }
 
@@ -225,7 +202,7 @@ void add_read_commands(CLI::App& app, const GlobalOptions& global, Commands& com
   read->add_flag("--follow,-f", read_flags->follow, "Keep printing new messages until SIGINT/SIGTERM or --limit");
   commands.push_back({read, [&global, read_flags] {
                         return run_read(global, *read_flags, read_flags->follow, /*default_from_end=*/false);
-                      }});
+                      }, true});
 
   auto tail_flags = std::make_shared<ReadFlags>();
   CLI::App* tail = app.add_subcommand(
@@ -233,7 +210,7 @@ void add_read_commands(CLI::App& app, const GlobalOptions& global, Commands& com
   add_read_flags(tail, *tail_flags);
   commands.push_back({tail, [&global, tail_flags] {
                         return run_read(global, *tail_flags, /*follow_mode=*/true, /*default_from_end=*/true);
-                      }});
+                      }, true});
 }
 
 }  // namespace msgstore::cli

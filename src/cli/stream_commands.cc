@@ -1,6 +1,7 @@
 // stream create | update | list | info | delete
 #include <memory>
 
+#include "cli/backend.h"
 #include "cli/command.h"
 #include "cli/json.h"
 #include "cli/output.h"
@@ -154,6 +155,30 @@ Status apply_stream_flags(const StreamFlags& flags, StreamConfig& config) {
   return Status::ok();
 }
 
+// The configuration fields (stream_config_json names) whose flags were given.
+std::vector<std::string> given_fields(const StreamFlags& flags) {
+  const std::pair<const CLI::Option*, const char*> options[] = {
+      {flags.subjects_option, "subjects"},
+      {flags.partitions_option, "partitions"},
+      {flags.max_age_option, "max_age_ms"},
+      {flags.max_bytes_option, "max_bytes"},
+      {flags.max_messages_option, "max_messages"},
+      {flags.fsync_option, "fsync"},
+      {flags.max_message_bytes_option, "max_message_bytes"},
+      {flags.segment_bytes_option, "segment_bytes"},
+      {flags.segment_age_option, "segment_age_ms"},
+      {flags.indexes_option, "indexes_enabled"},
+      {flags.index_headers_option, "indexed_headers"},
+      {flags.dedup_window_option, "dedup_window_ms"},
+      {flags.cleanup_option, "cleanup"},
+      {flags.tombstone_retention_option, "tombstone_retention_ms"}};
+  std::vector<std::string> fields;
+  for (const auto& [option, field] : options) {
+    if (option->count() > 0) fields.emplace_back(field);
+  }
+  return fields;
+}
+
 int stdout_failed() { return fail(Status(ErrorCode::io_error, "writing to stdout failed")); }
 
 int run_create(const GlobalOptions& global, const StreamFlags& flags) {
@@ -163,71 +188,79 @@ int run_create(const GlobalOptions& global, const StreamFlags& flags) {
   // Configuration errors are the user's input too: check before touching the data directory.
   Status valid = validate_stream_config(config);
   if (!valid.is_ok()) return usage_error(valid);
-  auto store = open_store(global, /*create_if_missing=*/true);
-  if (!store) return fail(store.status());
-  Status created = (*store)->create_stream(config);
+  auto backend = open_backend(global, /*create_if_missing=*/true);
+  if (!backend) return fail(backend.status());
+  Status created = (*backend)->create_stream(config, given_fields(flags));
   if (!created.is_ok()) return fail(created);
   if (!print_line(stream_config_json(config), true)) return stdout_failed();
-  return close_store(**store);
+  return close_backend(**backend);
 }
 
 int run_update(const GlobalOptions& global, const StreamFlags& flags) {
   if (int status = check_stream_name(flags.name)) return status;
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  auto info = (*store)->describe_stream(flags.name);
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  StreamConfigFields reported;
+  auto info = (*backend)->describe_stream(flags.name, &reported);
   if (!info) return fail(info.status());
   StreamConfig config = info->config;
   Status parsed = apply_stream_flags(flags, config);
   if (!parsed.is_ok()) return usage_error(parsed);
   Status valid = validate_stream_config(config);
   if (!valid.is_ok()) return usage_error(valid);
-  Status updated = (*store)->update_stream(config);
+  const std::vector<std::string> changed = given_fields(flags);
+  Status updated = (*backend)->update_stream(config, changed);
   if (!updated.is_ok()) return fail(updated);
-  if (!print_line(stream_config_json(config), true)) return stdout_failed();
-  return close_store(**store);
+  // A server reports only some fields; the ones just set are known too.
+  if (reported) reported->insert(reported->end(), changed.begin(), changed.end());
+  if (!print_line(stream_config_json(config, reported), true)) return stdout_failed();
+  return close_backend(**backend);
 }
 
 int run_list(const GlobalOptions& global, bool plain) {
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  for (const StreamConfig& config : (*store)->list_streams()) {
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  StreamConfigFields fields;
+  auto configs = (*backend)->list_streams(&fields);
+  if (!configs) return fail(configs.status());
+  for (const StreamConfig& config : *configs) {
     std::string line;
     if (plain) {
       std::string subjects;
       for (const std::string& pattern : config.subjects) subjects += (subjects.empty() ? "" : ",") + pattern;
       line = config.name + "\tsubjects=" + subjects + "\tpartitions=" + std::to_string(config.partitions) +
              "\tfsync=" + fsync_policy_to_string(config.fsync, config.fsync_interval_ms);
-      if (auto info = (*store)->describe_stream(config.name)) {
+      if (auto info = (*backend)->describe_stream(config.name, nullptr)) {
         line += "\tmessages=" + std::to_string(info->messages) + "\tbytes=" + std::to_string(info->bytes);
       }
     } else {
-      line = stream_config_json(config);
+      line = stream_config_json(config, fields);
     }
     if (!print_line(line)) return stdout_failed();
   }
   if (!flush_output()) return stdout_failed();
-  return close_store(**store);
+  return close_backend(**backend);
 }
 
 int run_info(const GlobalOptions& global, const std::string& name) {
   if (int status = check_stream_name(name)) return status;
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  auto info = (*store)->describe_stream(name);
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  StreamConfigFields fields;
+  auto info = (*backend)->describe_stream(name, &fields);
   if (!info) return fail(info.status());
-  if (!print_line(stream_info_json(*info), true)) return stdout_failed();
-  return close_store(**store);
+  if (!print_line(stream_info_json(*info, fields), true)) return stdout_failed();
+  return close_backend(**backend);
 }
 
 int run_delete(const GlobalOptions& global, const std::string& name) {
   if (int status = check_stream_name(name)) return status;
-  auto store = open_store(global, /*create_if_missing=*/false);
-  if (!store) return fail(store.status());
-  Status deleted = (*store)->delete_stream(name);
+  auto backend = open_backend(global, /*create_if_missing=*/false);
+  if (!backend) return fail(backend.status());
+  Status deleted = (*backend)->delete_stream(name);
   if (!deleted.is_ok()) return fail(deleted);
   if (!print_line("{\"deleted\":" + json_string(name) + "}", true)) return stdout_failed();
-  return close_store(**store);
+  return close_backend(**backend);
 }
 
 }  // namespace
@@ -239,28 +272,28 @@ void add_stream_commands(CLI::App& app, const GlobalOptions& global, Commands& c
   auto create_flags = std::make_shared<StreamFlags>();
   CLI::App* create = stream->add_subcommand("create", "Create a stream; prints its configuration as JSON");
   add_stream_flags(create, *create_flags, /*subjects_required=*/true);
-  commands.push_back({create, [&global, create_flags] { return run_create(global, *create_flags); }});
+  commands.push_back({create, [&global, create_flags] { return run_create(global, *create_flags); }, true});
 
   auto update_flags = std::make_shared<StreamFlags>();
   CLI::App* update = stream->add_subcommand(
       "update", "Change a stream's subjects, retention, fsync policy and limits (partitions can only grow)");
   add_stream_flags(update, *update_flags, /*subjects_required=*/false);
-  commands.push_back({update, [&global, update_flags] { return run_update(global, *update_flags); }});
+  commands.push_back({update, [&global, update_flags] { return run_update(global, *update_flags); }, true});
 
   auto plain = std::make_shared<bool>(false);
   CLI::App* list = stream->add_subcommand("list", "List streams, one JSON object per line");
   list->add_flag("--plain", *plain, "Tab-separated text instead of JSON");
-  commands.push_back({list, [&global, plain] { return run_list(global, *plain); }});
+  commands.push_back({list, [&global, plain] { return run_list(global, *plain); }, true});
 
   auto info_name = std::make_shared<std::string>();
   CLI::App* info = stream->add_subcommand("info", "Describe a stream and its partitions as JSON");
   info->add_option("name", *info_name, "Stream name")->required();
-  commands.push_back({info, [&global, info_name] { return run_info(global, *info_name); }});
+  commands.push_back({info, [&global, info_name] { return run_info(global, *info_name); }, true});
 
   auto delete_name = std::make_shared<std::string>();
   CLI::App* remove = stream->add_subcommand("delete", "Delete a stream and all its messages");
   remove->add_option("name", *delete_name, "Stream name")->required();
-  commands.push_back({remove, [&global, delete_name] { return run_delete(global, *delete_name); }});
+  commands.push_back({remove, [&global, delete_name] { return run_delete(global, *delete_name); }, true});
 }
 
 }  // namespace msgstore::cli
