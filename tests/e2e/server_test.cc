@@ -239,6 +239,37 @@ TEST_F(ServerTest, StreamsCreateListDescribeUpdateDelete) {
   EXPECT_EQ(server.stop(), 0);
 }
 
+// The index, dedup and compaction settings travel over HTTP like the rest of the config.
+TEST_F(ServerTest, StreamPolicyFieldsRoundTrip) {
+  Server server(binary_, data_);
+  create_stream(server, R"({"name":"accounts","cleanup":"compact","tombstone_retention_ms":60000,)"
+                        R"("indexed_headers":["tenant","region"],"dedup_window_ms":5000,"indexes_enabled":true})");
+  const HttpResult described = get(server, "/v1/streams/accounts");
+  ASSERT_EQ(described.status, 200) << described.body;
+  const auto description = described.json();
+  const auto& config = description.at("config");
+  EXPECT_EQ(config.at("cleanup").as_string(), "compact");
+  EXPECT_EQ(config.at("tombstone_retention_ms").as_int64(), 60000);
+  EXPECT_EQ(config.at("dedup_window_ms").as_int64(), 5000);
+  EXPECT_TRUE(config.at("indexes_enabled").as_bool());
+  ASSERT_EQ(config.at("indexed_headers").as_array().size(), 2u);
+  EXPECT_EQ(config.at("indexed_headers").at(1).as_string(), "region");
+
+  const HttpResult updated = curl({"-X", "PATCH", "-H", "Content-Type: application/json", "--data-binary",
+                                   R"({"indexed_headers":["tenant"],"cleanup":"delete"})"},
+                                  server.url("/v1/streams/accounts"));
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(updated.json().at("config").at("cleanup").as_string(), "delete");
+  EXPECT_EQ(updated.json().at("config").at("indexed_headers").as_array().size(), 1u);
+
+  const HttpResult bad_cleanup = post_json(server, "/v1/streams", R"({"name":"x1","cleanup":"sometimes"})");
+  EXPECT_EQ(bad_cleanup.status, 400) << bad_cleanup.body;
+  EXPECT_NE(bad_cleanup.body.find("cleanup"), std::string::npos) << bad_cleanup.body;
+  EXPECT_EQ(post_json(server, "/v1/streams", R"({"name":"x2","indexes_enabled":"yes"})").status, 400);
+  EXPECT_EQ(post_json(server, "/v1/streams", R"({"name":"x3","indexed_headers":[1]})").status, 400);
+  EXPECT_EQ(get(server, "/v1/streams/x1").status, 404);
+}
+
 TEST_F(ServerTest, PublishSingleBatchBySubjectAndRead) {
   Server server(binary_, data_);
   create_stream(server, R"({"name":"orders","subjects":["orders.>"]})");
