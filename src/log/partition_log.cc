@@ -334,7 +334,10 @@ Status PartitionLog::recover(RecoveryReport& report) {
   if (!active_->indexes_loaded()) MSGSTORE_RETURN_IF_ERROR(active_->ensure_indexes());
   // The tail's indexes were re-derived in memory: rewrite them so appends extend them.
   // Indexes are derived: on a full disk they stay in memory only and are rebuilt next time.
+  // They are synced too: the previous durable copy may hold entries for a tail a power loss
+  // cut off, and new batches will land at those positions (tests/crash/regression_test.cc).
   Status indexes_written = active_->write_index_files();
+  if (indexes_written.is_ok()) indexes_written = active_->sync_index_files();
   if (!indexes_written.is_ok() && indexes_written.code() != ErrorCode::no_space) return indexes_written;
   next_offset_ = active_->next_offset();
   if (next_offset_ < log_start) next_offset_ = log_start;
