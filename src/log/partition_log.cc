@@ -346,6 +346,14 @@ Status PartitionLog::recover(RecoveryReport& report) {
   synced_offset_hint_ = next_offset_;
   unsynced_from_ = next_offset_;
   high_watermark_ = next_offset_;
+  // Erase-list entries at or past the recovered end named messages a power loss took (the list
+  // is synced, an fsync=interval/never tail may not be): the next appends reuse those offsets,
+  // and the list must not hide them (tests/crash/regression_test.cc).
+  {
+    const auto erased = erased_offsets();
+    const std::vector<Offset> past_end(std::lower_bound(erased->begin(), erased->end(), next_offset_), erased->end());
+    MSGSTORE_RETURN_IF_ERROR(retire_erased_offsets(past_end));
+  }
   // Everything up to here is checked and synced: the next recovery starts from here, which
   // makes a second recovery a no-op.
   MSGSTORE_RETURN_IF_ERROR(advance_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "crash/checker.h"
+#include "crash/harness.h"
 #include "io/fault_file_system.h"
 #include "log/partition_log.h"
 
@@ -139,6 +140,74 @@ TEST(Regression, RecoveryMakesTheRewrittenTailIndexesDurable) {
     ASSERT_TRUE(read.is_ok()) << "offset " << offset << ": " << read.status().to_string();
     EXPECT_EQ(first, offset);
   }
+}
+
+// Found by model_test (CRASH_SEED=27, step 29): an erase of messages an fsync=never partition
+// had not synced yet made its erase list durable; a power loss then took the messages, the next
+// publishes reused their offsets, and the erase list hid those new messages.
+TEST(Regression, AnEraseListDoesNotHideMessagesAtOffsetsAPowerLossFreed) {
+  FaultFileSystem file_system;
+  LogOptions options;
+  options.fsync = FsyncPolicy::never;
+  std::uint64_t sequence = 0;
+  {
+    auto opened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+    ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 5));
+    file_system.make_all_durable();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 5));  // offsets 5..9, not synced
+    ASSERT_TRUE((*opened)->add_erased_offsets({3, 7}).is_ok());         // the list is synced
+    file_system.simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  }
+  auto reopened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+  ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
+  ASSERT_EQ((*reopened)->high_watermark(), 5u);
+  ASSERT_NO_FATAL_FAILURE(append_messages(**reopened, sequence, 5));  // new messages at offsets 5..9
+  std::vector<Offset> seen;
+  auto next = (*reopened)->scan(0, 1000, SIZE_MAX, [&](const MessageView& message) {
+    seen.push_back(message.offset);
+    return true;
+  });
+  ASSERT_TRUE(next.is_ok()) << next.status().to_string();
+  // Offset 3 stays erased; offset 7 is a new message.
+  EXPECT_EQ(seen, (std::vector<Offset>{0, 1, 2, 4, 5, 6, 7, 8, 9}));
+}
+
+// Found by model_test (CRASH_SEED=17, step 48): Store::query read segments directly and did not
+// apply the erase list, so until a rewrite removed their bytes (remove_now = false, or the
+// background pass not run yet) erased messages were still returned by queries.
+TEST(Regression, QueriesDoNotReturnErasedMessages) {
+  auto disk = std::make_shared<FaultFileSystem>();
+  double open_ms = 0;
+  auto opened = open_timed("/data", disk, open_ms);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  Store& store = **opened;
+  ASSERT_TRUE(store.create_stream(StreamConfig{.name = "s", .subjects = {"s.>"}, .indexed_headers = {"user"}}).is_ok());
+  for (int i = 0; i < 6; ++i) {
+    const std::string key = i % 2 == 0 ? "user-1" : "user-2";
+    const HeaderView headers[] = {{"user", key}};
+    OutgoingMessage message{.subject = "s.x", .key = key, .headers = headers, .payload = "m" + std::to_string(i)};
+    ASSERT_TRUE(store.publish(message).is_ok());
+  }
+  auto erased = store.erase(EraseRequest{.stream = "s", .criteria = {.key = "user-1"}, .actor = "test", .remove_now = false});
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  ASSERT_EQ(erased->matched_messages, 3u);
+  auto offsets_of = [&store](Query query) {
+    std::vector<Offset> offsets;
+    query.stream = "s";
+    auto result = store.query(query, [&](const QueryMatch& match) {
+      offsets.push_back(match.message.offset);
+      return ScanControl::proceed;
+    });
+    EXPECT_TRUE(result.is_ok()) << result.status().to_string();
+    return offsets;
+  };
+  const std::vector<Offset> kept = {1, 3, 5};
+  EXPECT_EQ(offsets_of(Query{}), kept) << "scan plan";
+  EXPECT_EQ(offsets_of(Query{.subject_pattern = "s.x"}), kept) << "subject index";
+  EXPECT_EQ(offsets_of(Query{.key = "user-1"}), std::vector<Offset>{}) << "key index";
+  EXPECT_EQ(offsets_of(Query{.header_equals = {{"user", "user-1"}}}), std::vector<Offset>{}) << "header index";
+  EXPECT_EQ(offsets_of(Query{.order = QueryOrder::newest_first}), (std::vector<Offset>{5, 3, 1})) << "newest first";
 }
 
 }  // namespace
