@@ -154,9 +154,11 @@ class ModelTest {
       compacted_stream_.clear();
       std::string description;
       detail_.clear();
-      ASSERT_NO_FATAL_FAILURE(one_step(description));
+      const int failures_before = failures_so_far();
+      one_step(description);
       description += detail_;
       if (trace_) std::fprintf(stderr, "seed %llu step %d: %s\n", static_cast<unsigned long long>(seed_), step, description.c_str());
+      ASSERT_EQ(failures_so_far(), failures_before) << "seed " << seed_ << " step " << step << " failed: " << description;
       SCOPED_TRACE("seed " + std::to_string(seed_) + " step " + std::to_string(step) + ": " + description);
       ASSERT_NO_FATAL_FAILURE(compare_all());
       ASSERT_NO_FATAL_FAILURE(check_consumers());
@@ -389,14 +391,16 @@ class ModelTest {
     ModelStream* stream = random_user_stream(name);
     if (stream == nullptr) return;
     StreamConfig config = stream->config;
-    switch (random_() % 5) {
+    const char* const fields[] = {" max_messages", " max_bytes", " partitions", " indexed_headers", " segment_bytes"};
+    const std::size_t field = random_() % 5;
+    switch (field) {
       case 0: config.max_messages = random_() % 2 ? 5 + random_() % 60 : 0; break;
       case 1: config.max_bytes = random_() % 2 ? 4096 + random_() % 20000 : 0; break;
       case 2: config.partitions += static_cast<std::uint32_t>(random_() % 2); break;
       case 3: config.indexed_headers = random_indexed_headers(); break;
       default: config.segment_bytes = limits::segment_bytes_min * (1 + random_() % 3); break;
     }
-    detail_ = " " + name;
+    detail_ = " " + name + fields[field];
     ASSERT_TRUE(store_->update_stream(config).is_ok());
     stream->config = config;
     stream->partitions.resize(config.partitions);
@@ -542,7 +546,9 @@ class ModelTest {
     const std::filesystem::path& path = index_files[random_() % index_files.size()];
     ++tally_.index_files_damaged;
     const std::size_t size = disk_->current_contents(path).value_or("").size();
-    switch (random_() % 3) {
+    const std::size_t how = random_() % 3;
+    detail_ = " " + path.string() + (how == 0 ? " deleted" : how == 1 ? " bit flipped" : " overwritten");
+    switch (how) {
       case 0: ASSERT_TRUE(disk_->remove(path).is_ok()); break;
       case 1:
         if (size > 0) {
