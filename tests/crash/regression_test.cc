@@ -27,6 +27,25 @@ void append_messages(PartitionLog& partition_log, std::uint64_t& sequence, int c
   }
 }
 
+// A Store on an in-memory fault file system (background maintenance off).
+void open_store(std::unique_ptr<Store>& store) {
+  double open_ms = 0;
+  auto opened = open_timed("/data", std::make_shared<FaultFileSystem>(), open_ms);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  store = std::move(*opened);
+}
+
+// The offsets a query delivers, in order.
+std::vector<Offset> query_offsets(const Store& store, const Query& query) {
+  std::vector<Offset> offsets;
+  auto result = store.query(query, [&](const QueryMatch& match) {
+    offsets.push_back(match.message.offset);
+    return ScanControl::proceed;
+  });
+  EXPECT_TRUE(result.is_ok()) << result.status().to_string();
+  return offsets;
+}
+
 // Found by no_space_test (CRASH_SEED=1 CRASH_LEVEL=42): a retention pass whose checkpoint write
 // failed (ENOSPC) left the in-memory log start advanced over segments it had not deleted; the
 // next pass counted a segment below that log start as holding no messages and deleted down to
@@ -177,11 +196,9 @@ TEST(Regression, AnEraseListDoesNotHideMessagesAtOffsetsAPowerLossFreed) {
 // apply the erase list, so until a rewrite removed their bytes (remove_now = false, or the
 // background pass not run yet) erased messages were still returned by queries.
 TEST(Regression, QueriesDoNotReturnErasedMessages) {
-  auto disk = std::make_shared<FaultFileSystem>();
-  double open_ms = 0;
-  auto opened = open_timed("/data", disk, open_ms);
-  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
-  Store& store = **opened;
+  std::unique_ptr<Store> opened;
+  ASSERT_NO_FATAL_FAILURE(open_store(opened));
+  Store& store = *opened;
   ASSERT_TRUE(store.create_stream(StreamConfig{.name = "s", .subjects = {"s.>"}, .indexed_headers = {"user"}}).is_ok());
   for (int i = 0; i < 6; ++i) {
     const std::string key = i % 2 == 0 ? "user-1" : "user-2";
@@ -193,14 +210,8 @@ TEST(Regression, QueriesDoNotReturnErasedMessages) {
   ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
   ASSERT_EQ(erased->matched_messages, 3u);
   auto offsets_of = [&store](Query query) {
-    std::vector<Offset> offsets;
     query.stream = "s";
-    auto result = store.query(query, [&](const QueryMatch& match) {
-      offsets.push_back(match.message.offset);
-      return ScanControl::proceed;
-    });
-    EXPECT_TRUE(result.is_ok()) << result.status().to_string();
-    return offsets;
+    return query_offsets(store, query);
   };
   const std::vector<Offset> kept = {1, 3, 5};
   EXPECT_EQ(offsets_of(Query{}), kept) << "scan plan";
@@ -216,11 +227,9 @@ TEST(Regression, QueriesDoNotReturnErasedMessages) {
 // pointed into the old bytes: queries then failed with "index points past the end of segment"
 // or "the batch at byte N is damaged", or could miss messages.
 TEST(Regression, QueriesAfterASegmentRewriteUseTheNewSegmentsIndex) {
-  auto disk = std::make_shared<FaultFileSystem>();
-  double open_ms = 0;
-  auto opened = open_timed("/data", disk, open_ms);
-  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
-  Store& store = **opened;
+  std::unique_ptr<Store> opened;
+  ASSERT_NO_FATAL_FAILURE(open_store(opened));
+  Store& store = *opened;
   ASSERT_TRUE(store.create_stream(StreamConfig{.name = "s", .subjects = {"s.>"}, .segment_bytes = limits::segment_bytes_min}).is_ok());
   std::uint64_t sequence = 0;
   for (int i = 0; i < 80; ++i) {
@@ -228,15 +237,7 @@ TEST(Regression, QueriesAfterASegmentRewriteUseTheNewSegmentsIndex) {
     const std::string payload = make_payload(MessageId{0, sequence++}, 150);
     ASSERT_TRUE(store.publish(OutgoingMessage{.subject = "s.x", .key = key, .payload = payload}).is_ok());
   }
-  auto offsets_of = [&store](const Query& query) {
-    std::vector<Offset> offsets;
-    auto result = store.query(query, [&](const QueryMatch& match) {
-      offsets.push_back(match.message.offset);
-      return ScanControl::proceed;
-    });
-    EXPECT_TRUE(result.is_ok()) << result.status().to_string();
-    return offsets;
-  };
+  auto offsets_of = [&store](const Query& query) { return query_offsets(store, query); };
   const Query by_subject{.stream = "s", .subject_pattern = "s.x", .limit = 1000};
   ASSERT_EQ(offsets_of(by_subject).size(), 80u);  // loads the sealed segments' tables
   auto erased = store.erase(EraseRequest{.stream = "s", .criteria = {.key = "user-1"}, .actor = "test", .remove_now = true});
