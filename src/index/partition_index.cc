@@ -190,7 +190,11 @@ Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log
     std::lock_guard lock(mutex_);
     auto cached = sealed_cache_.find(segment.base_offset());
     if (cached != sealed_cache_.end()) {
-      if (!distrust_file) return cached->second;
+      // A rewrite (compaction, erase) replaces a segment under the same base offset: tables
+      // cached for the old bytes are used only while they still describe this segment.
+      const IndexFileHeader& header = cached->second->header();
+      const bool describes_segment = header.log_bytes == segment.readable_bytes() && header.next_offset == segment.next_offset();
+      if (!distrust_file && describes_segment) return cached->second;
       sealed_cache_.erase(cached);
     }
     configuration = configuration_;

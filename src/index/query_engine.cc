@@ -195,6 +195,7 @@ class QueryRun {
   std::size_t delivered_ = 0;
   std::string_view stream_name_;
   std::uint32_t partition_ = 0;
+  std::shared_ptr<const std::vector<Offset>> erased_ = std::make_shared<const std::vector<Offset>>();  // of this partition
   log::RecordDecoder decoder_;
   std::string batch_buffer_;
   log::BatchHeader batch_header_;
@@ -202,8 +203,10 @@ class QueryRun {
 
 bool QueryRun::offer(const MessageView& message) {
   ++result_.statistics.messages_examined;
-  // Expired messages (time to live) are gaps on every read path, queries included.
+  // Expired messages (time to live) and erased ones (whose bytes a rewrite may not have removed
+  // yet) are gaps on every read path, queries included.
   if (!matches(query_, message) || log::is_expired(message, now_ms_)) return true;
+  if (!erased_->empty() && std::binary_search(erased_->begin(), erased_->end(), message.offset)) return true;
   ++result_.statistics.messages_matched;
   ++delivered_;
   const ScanControl control = callback_(QueryMatch{stream_name_, partition_, message});
@@ -369,6 +372,7 @@ Status QueryRun::partition(const QueryStream& stream, std::uint32_t number, cons
   partition_ = number;
   ++result_.statistics.partitions_considered;
   const log::PartitionLog& log = *stream.partitions[number];
+  erased_ = log.erased_offsets();
   // The high watermark first, then the log start: every offset in between is readable now.
   Offset high = include_unacknowledged ? UINT64_MAX : log.high_watermark();
   Offset low = log.log_start_offset();

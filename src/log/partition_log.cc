@@ -334,7 +334,10 @@ Status PartitionLog::recover(RecoveryReport& report) {
   if (!active_->indexes_loaded()) MSGSTORE_RETURN_IF_ERROR(active_->ensure_indexes());
   // The tail's indexes were re-derived in memory: rewrite them so appends extend them.
   // Indexes are derived: on a full disk they stay in memory only and are rebuilt next time.
+  // They are synced too: the previous durable copy may hold entries for a tail a power loss
+  // cut off, and new batches will land at those positions (tests/crash/regression_test.cc).
   Status indexes_written = active_->write_index_files();
+  if (indexes_written.is_ok()) indexes_written = active_->sync_index_files();
   if (!indexes_written.is_ok() && indexes_written.code() != ErrorCode::no_space) return indexes_written;
   next_offset_ = active_->next_offset();
   if (next_offset_ < log_start) next_offset_ = log_start;
@@ -343,6 +346,14 @@ Status PartitionLog::recover(RecoveryReport& report) {
   synced_offset_hint_ = next_offset_;
   unsynced_from_ = next_offset_;
   high_watermark_ = next_offset_;
+  // Erase-list entries at or past the recovered end named messages a power loss took (the list
+  // is synced, an fsync=interval/never tail may not be): the next appends reuse those offsets,
+  // and the list must not hide them (tests/crash/regression_test.cc).
+  {
+    const auto erased = erased_offsets();
+    const std::vector<Offset> past_end(std::lower_bound(erased->begin(), erased->end(), next_offset_), erased->end());
+    MSGSTORE_RETURN_IF_ERROR(retire_erased_offsets(past_end));
+  }
   // Everything up to here is checked and synced: the next recovery starts from here, which
   // makes a second recovery a no-op.
   MSGSTORE_RETURN_IF_ERROR(advance_checkpoint(active_->base_offset(), active_->readable_bytes(), next_offset_));

@@ -486,6 +486,12 @@ void Segment::finish_sealing() {
   }
 }
 
+Status Segment::sync_index_files() {
+  if (!index_files_healthy_) return Status::ok();
+  MSGSTORE_RETURN_IF_ERROR(offset_index_file_->sync_data());
+  return time_index_file_->sync_data();
+}
+
 Status Segment::sync_sealed() {
   MSGSTORE_RETURN_IF_ERROR(log_file_->sync_data());
   if (!index_files_healthy_) {

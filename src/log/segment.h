@@ -127,6 +127,9 @@ class Segment {
   void reset_indexes();
   // Rewrites both index files from the in-memory entries (after a rebuild).
   Status write_index_files();
+  // Syncs both index files (after recovery rewrote them: an older durable copy could come back
+  // at the next power loss with entries for bytes that now hold other batches).
+  Status sync_index_files();
   // Cuts the log file at `position` and syncs it (torn tail). Index entries past it go too.
   Status truncate_to(std::uint64_t position);
   void add_damaged_range(const DamagedRange& range);

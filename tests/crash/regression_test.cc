@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "crash/checker.h"
+#include "crash/harness.h"
 #include "io/fault_file_system.h"
 #include "log/partition_log.h"
 
@@ -13,10 +14,10 @@ using log::BatchBuilder;
 using log::LogOptions;
 using log::PartitionLog;
 
-// Appends `count` one-message batches with ~150-byte payloads.
-void append_messages(PartitionLog& partition_log, std::uint64_t& sequence, int count) {
+// Appends `count` one-message batches with payloads of about `filler_bytes` bytes.
+void append_messages(PartitionLog& partition_log, std::uint64_t& sequence, int count, std::size_t filler_bytes = 150) {
   for (int i = 0; i < count; ++i) {
-    const std::string payload = make_payload(MessageId{0, sequence++}, 150);
+    const std::string payload = make_payload(MessageId{0, sequence++}, filler_bytes);
     OutgoingMessage message;
     message.subject = "r";
     message.payload = payload;
@@ -24,6 +25,25 @@ void append_messages(PartitionLog& partition_log, std::uint64_t& sequence, int c
     builder.add(message, 1000);
     ASSERT_TRUE(partition_log.append(builder).is_ok());
   }
+}
+
+// A Store on an in-memory fault file system (background maintenance off).
+void open_store(std::unique_ptr<Store>& store) {
+  double open_ms = 0;
+  auto opened = open_timed("/data", std::make_shared<FaultFileSystem>(), open_ms);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  store = std::move(*opened);
+}
+
+// The offsets a query delivers, in order.
+std::vector<Offset> query_offsets(const Store& store, const Query& query) {
+  std::vector<Offset> offsets;
+  auto result = store.query(query, [&](const QueryMatch& match) {
+    offsets.push_back(match.message.offset);
+    return ScanControl::proceed;
+  });
+  EXPECT_TRUE(result.is_ok()) << result.status().to_string();
+  return offsets;
 }
 
 // Found by no_space_test (CRASH_SEED=1 CRASH_LEVEL=42): a retention pass whose checkpoint write
@@ -77,6 +97,158 @@ TEST(Regression, AFailedRetentionCheckpointDoesNotMoveTheLogStart) {
   });
   ASSERT_TRUE(next.is_ok()) << next.status().to_string();
   EXPECT_EQ(seen, 100u);
+}
+
+// Found by model_test (CRASH_SEED=3, step 182): recovery rewrote the active segment's sparse
+// offset and time index files without syncing them. After a power loss had cut the log short,
+// the durable index still held entries for the lost bytes; recovery dropped them in memory and
+// in the (unsynced) rewrite, new appends then put other batches at those positions, and a second
+// power loss brought the stale entries back, now below the valid end: reads and verify met
+// "damaged bytes" where the log was intact, and offsets that had been read back were lost.
+TEST(Regression, RecoveryMakesTheRewrittenTailIndexesDurable) {
+  FaultFileSystem file_system;
+  LogOptions options;
+  options.fsync = FsyncPolicy::never;
+  std::uint64_t sequence = 0;
+  {
+    auto opened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+    ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 30));
+    file_system.make_all_durable();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 70));  // index entries every 4 KiB
+    // A power loss that kept the index files' writes but not the log's last 70 messages.
+    for (const char* index : {"/p/00000000000000000000.v1.offset_index", "/p/00000000000000000000.v1.time_index"}) {
+      auto file = file_system.open(index, OpenMode::read_write);
+      ASSERT_TRUE(file.is_ok()) << index << ": " << file.status().to_string();
+      ASSERT_TRUE((*file)->sync().is_ok());
+    }
+    file_system.simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  }
+  sequence = 30;
+  {
+    auto reopened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+    ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
+    ASSERT_EQ((*reopened)->high_watermark(), 30u);
+    // Other batches (longer payloads) at the positions the lost entries named, synced.
+    ASSERT_NO_FATAL_FAILURE(append_messages(**reopened, sequence, 70, 400));
+    ASSERT_TRUE((*reopened)->sync().is_ok());
+  }
+  file_system.simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  auto recovered = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+  ASSERT_TRUE(recovered.is_ok()) << recovered.status().to_string();
+  EXPECT_EQ((*recovered)->high_watermark(), 100u);
+  VerifyReport report;
+  (*recovered)->verify(report);
+  EXPECT_TRUE(report.clean()) << report.problems.front();
+  std::uint64_t seen = 0;
+  auto next = (*recovered)->scan(0, 1000, SIZE_MAX, [&](const MessageView& message) {
+    EXPECT_EQ(message.offset, seen);
+    EXPECT_EQ(parse_payload(message.payload).value_or(MessageId{}).sequence, seen);
+    ++seen;
+    return true;
+  });
+  ASSERT_TRUE(next.is_ok()) << next.status().to_string();
+  EXPECT_EQ(seen, 100u);
+  // And each synced message is found from its own offset (the sparse index is used).
+  for (Offset offset = 30; offset < 100; offset += 7) {
+    std::optional<Offset> first;
+    auto read = (*recovered)->scan(offset, 1, SIZE_MAX, [&](const MessageView& message) {
+      first = message.offset;
+      return true;
+    });
+    ASSERT_TRUE(read.is_ok()) << "offset " << offset << ": " << read.status().to_string();
+    EXPECT_EQ(first, offset);
+  }
+}
+
+// Found by model_test (CRASH_SEED=27, step 29): an erase of messages an fsync=never partition
+// had not synced yet made its erase list durable; a power loss then took the messages, the next
+// publishes reused their offsets, and the erase list hid those new messages.
+TEST(Regression, AnEraseListDoesNotHideMessagesAtOffsetsAPowerLossFreed) {
+  FaultFileSystem file_system;
+  LogOptions options;
+  options.fsync = FsyncPolicy::never;
+  std::uint64_t sequence = 0;
+  {
+    auto opened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+    ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 5));
+    file_system.make_all_durable();
+    ASSERT_NO_FATAL_FAILURE(append_messages(**opened, sequence, 5));  // offsets 5..9, not synced
+    ASSERT_TRUE((*opened)->add_erased_offsets({3, 7}).is_ok());         // the list is synced
+    file_system.simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  }
+  auto reopened = PartitionLog::open(file_system, "/p", "r/0", options, [] { return TimestampMs{5000}; }, nullptr);
+  ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
+  ASSERT_EQ((*reopened)->high_watermark(), 5u);
+  ASSERT_NO_FATAL_FAILURE(append_messages(**reopened, sequence, 5));  // new messages at offsets 5..9
+  std::vector<Offset> seen;
+  auto next = (*reopened)->scan(0, 1000, SIZE_MAX, [&](const MessageView& message) {
+    seen.push_back(message.offset);
+    return true;
+  });
+  ASSERT_TRUE(next.is_ok()) << next.status().to_string();
+  // Offset 3 stays erased; offset 7 is a new message.
+  EXPECT_EQ(seen, (std::vector<Offset>{0, 1, 2, 4, 5, 6, 7, 8, 9}));
+}
+
+// Found by model_test (CRASH_SEED=17, step 48): Store::query read segments directly and did not
+// apply the erase list, so until a rewrite removed their bytes (remove_now = false, or the
+// background pass not run yet) erased messages were still returned by queries.
+TEST(Regression, QueriesDoNotReturnErasedMessages) {
+  std::unique_ptr<Store> opened;
+  ASSERT_NO_FATAL_FAILURE(open_store(opened));
+  Store& store = *opened;
+  ASSERT_TRUE(store.create_stream(StreamConfig{.name = "s", .subjects = {"s.>"}, .indexed_headers = {"user"}}).is_ok());
+  for (int i = 0; i < 6; ++i) {
+    const std::string key = i % 2 == 0 ? "user-1" : "user-2";
+    const HeaderView headers[] = {{"user", key}};
+    OutgoingMessage message{.subject = "s.x", .key = key, .headers = headers, .payload = "m" + std::to_string(i)};
+    ASSERT_TRUE(store.publish(message).is_ok());
+  }
+  auto erased = store.erase(EraseRequest{.stream = "s", .criteria = {.key = "user-1"}, .actor = "test", .remove_now = false});
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  ASSERT_EQ(erased->matched_messages, 3u);
+  auto offsets_of = [&store](Query query) {
+    query.stream = "s";
+    return query_offsets(store, query);
+  };
+  const std::vector<Offset> kept = {1, 3, 5};
+  EXPECT_EQ(offsets_of(Query{}), kept) << "scan plan";
+  EXPECT_EQ(offsets_of(Query{.subject_pattern = "s.x"}), kept) << "subject index";
+  EXPECT_EQ(offsets_of(Query{.key = "user-1"}), std::vector<Offset>{}) << "key index";
+  EXPECT_EQ(offsets_of(Query{.header_equals = {{"user", "user-1"}}}), std::vector<Offset>{}) << "header index";
+  EXPECT_EQ(offsets_of(Query{.order = QueryOrder::newest_first}), (std::vector<Offset>{5, 3, 1})) << "newest first";
+}
+
+// Found by model_test (CRASH_SEEDS=10000: seeds 723, 733 and 1168): a segment rewrite
+// (compaction, erase removal) replaced a sealed segment under the same base offset, but the
+// query engine's cache of sealed segments' term tables kept the old tables, whose postings
+// pointed into the old bytes: queries then failed with "index points past the end of segment"
+// or "the batch at byte N is damaged", or could miss messages.
+TEST(Regression, QueriesAfterASegmentRewriteUseTheNewSegmentsIndex) {
+  std::unique_ptr<Store> opened;
+  ASSERT_NO_FATAL_FAILURE(open_store(opened));
+  Store& store = *opened;
+  ASSERT_TRUE(store.create_stream(StreamConfig{.name = "s", .subjects = {"s.>"}, .segment_bytes = limits::segment_bytes_min}).is_ok());
+  std::uint64_t sequence = 0;
+  for (int i = 0; i < 80; ++i) {
+    const std::string key = "user-" + std::to_string(i % 4);
+    const std::string payload = make_payload(MessageId{0, sequence++}, 150);
+    ASSERT_TRUE(store.publish(OutgoingMessage{.subject = "s.x", .key = key, .payload = payload}).is_ok());
+  }
+  auto offsets_of = [&store](const Query& query) { return query_offsets(store, query); };
+  const Query by_subject{.stream = "s", .subject_pattern = "s.x", .limit = 1000};
+  ASSERT_EQ(offsets_of(by_subject).size(), 80u);  // loads the sealed segments' tables
+  auto erased = store.erase(EraseRequest{.stream = "s", .criteria = {.key = "user-1"}, .actor = "test", .remove_now = true});
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  ASSERT_GT(erased->progress.segments_rewritten, 1u);
+  std::vector<Offset> kept;
+  for (Offset offset = 0; offset < 80; ++offset) {
+    if (offset % 4 != 1) kept.push_back(offset);
+  }
+  EXPECT_EQ(offsets_of(by_subject), kept);
+  EXPECT_EQ(offsets_of(Query{.stream = "s", .key = "user-2", .limit = 1000}).size(), 20u);
 }
 
 }  // namespace
