@@ -2,6 +2,7 @@
 // (see bench/README.md, "index_bench").
 //
 //   index_bench [--messages N] [--segments N] [--keys N] [--rate-messages N] [--repetitions N]
+//               [--runs N] [--directory PATH] [--keep] [--reuse] [--profile-lookups N]
 //
 // 1. Publish rate with key, subject and two header indexes on, against the same messages into
 //    a stream with indexes off: the two streams take turns per chunk, publish_batch of 100,
@@ -45,6 +46,11 @@ struct Options {
   std::uint64_t rate_messages = 2'000'000;
   int repetitions = 9;
   int profile_lookups = 0;  // extra untimed lookups, to profile them
+  int runs = 1;             // whole runs (fresh data set each), medians over them
+  std::string directory;    // where the data sets live (default: the system temp directory)
+  bool keep = false;        // keep the data set (for --reuse)
+  bool reuse = false;       // open the data set a --keep run left, measure lookups and scans only
+  bool lookups_only = false;  // no full scans, no payload-contains scan (for profiling lookups)
   std::size_t payload_bytes = 100;
   std::size_t batch_messages = 100;
 };
@@ -128,10 +134,11 @@ msgstore::StreamConfig stream(const std::string& name, const std::string& subjec
 // ---- SQLite peer ----------------------------------------------------------------------------
 class Sqlite {
  public:
-  explicit Sqlite(const std::filesystem::path& path) {
+  Sqlite(const std::filesystem::path& path, bool create) {
     if (sqlite3_open(path.c_str(), &database_) != SQLITE_OK) die("sqlite open");
     execute("PRAGMA journal_mode=WAL");
     execute("PRAGMA synchronous=OFF");
+    if (!create) return;
     execute("CREATE TABLE messages(seq INTEGER PRIMARY KEY, ts INTEGER, subject TEXT, key TEXT, customer TEXT, region TEXT,"
             " payload BLOB)");
     execute("CREATE INDEX messages_key ON messages(key)");
@@ -232,44 +239,40 @@ std::size_t scan_latest(Store& store, bool by_key, const std::string& value, std
   return latest.size();
 }
 
-}  // namespace
 
-int main(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const std::uint64_t value = std::strtoull(argv[i + 1], nullptr, 10);
-    if (flag == "--messages") options.messages = value;
-    else if (flag == "--segments") options.segments = value;
-    else if (flag == "--keys") options.keys = value;
-    else if (flag == "--header-values") options.header_values = value;
-    else if (flag == "--rate-messages") options.rate_messages = value;
-    else if (flag == "--repetitions") options.repetitions = static_cast<int>(value);
-    else if (flag == "--profile-lookups") options.profile_lookups = static_cast<int>(value);
-    else die("unknown flag " + flag);
-  }
-  options.rate_messages = std::min(options.rate_messages, options.messages);
-  const auto directory = std::filesystem::temp_directory_path() / ("msgstore-index-bench-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(directory);
-  std::filesystem::create_directories(directory);
+// What one run measured.
+struct RunResult {
+  double rate_ratio = 0;
+  double indexed_rate = 0;
+  double plain_rate = 0;
+  std::uint32_t segments = 0;
+  struct Lookup {
+    double index_seconds = 0;
+    double sqlite_seconds = 0;
+    double scan_seconds = 0;
+    std::string plan;
+    std::uint64_t segments_read = 0;
+    std::uint64_t bytes_read = 0;
+  } lookups[2];  // by key, by header value
+  double contains_gigabytes_per_second = 0;
+};
 
+RunResult run_once(const Options& options, const std::filesystem::path& directory) {
+  RunResult outcome;
   Messages messages(options);
   std::vector<msgstore::OutgoingMessage> batch;
   messages.fill(0, 1, batch);
   const std::uint64_t record_bytes = msgstore::log::encoded_record_bytes(batch[0]) + 1;
-  const std::uint64_t segment_bytes =
-      std::max<std::uint64_t>(64 * 1024, (options.messages * record_bytes + 56 * options.messages / options.batch_messages) /
-                                             options.segments + 1);
-  std::printf("# index_bench: %llu messages of %zu B payload, %llu keys, %llu header values, target %llu segments\n\n",
-              static_cast<unsigned long long>(options.messages), options.payload_bytes,
-              static_cast<unsigned long long>(options.keys), static_cast<unsigned long long>(options.header_values),
-              static_cast<unsigned long long>(options.segments));
-  {
-    msgstore::StoreOptions store_options;
-    auto store = must(Store::open(directory / "msgstore", store_options), "open");
+  // Slightly under an even share, so the data set has at least --segments sealed segments.
+  const std::uint64_t segment_bytes = std::max<std::uint64_t>(
+      64 * 1024, (options.messages * record_bytes + 56 * options.messages / options.batch_messages) / options.segments * 98 / 100);
+  msgstore::StoreOptions store_options;
+  auto store = must(Store::open(directory / "msgstore", store_options), "open");
+  const bool build = !options.reuse;
+  Sqlite sqlite(directory / "messages.db", /*create=*/build);
+  if (build) {
     must(store->create_stream(stream("indexed", "orders.>", true, segment_bytes)), "create indexed");
     must(store->create_stream(stream("plain", "plain.never", false, segment_bytes)), "create plain");
-    Sqlite sqlite(directory / "messages.db");
 
     // 1. Publish rate, indexes on and off, taking turns per chunk of 100k messages.
     double indexed_seconds = 0;
@@ -283,14 +286,15 @@ int main(int argc, char** argv) {
         must(store->publish_to(target, batch), "publish");
       }
     };
+    bool plain_first = true;
     while (published < options.rate_messages) {
       const std::uint64_t count = std::min(chunk_messages, options.rate_messages - published);
-      auto start = Clock::now();
-      publish_range("plain", published, count);
-      plain_seconds += seconds_since(start);
-      start = Clock::now();
-      publish_range("indexed", published, count);
-      indexed_seconds += seconds_since(start);
+      for (bool plain : {plain_first, !plain_first}) {
+        const auto start = Clock::now();
+        publish_range(plain ? "plain" : "indexed", published, count);
+        (plain ? plain_seconds : indexed_seconds) += seconds_since(start);
+      }
+      plain_first = !plain_first;  // neither side always goes first
       published += count;
     }
     must(store->delete_stream("plain"), "delete plain");
@@ -302,76 +306,184 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < size; ++i) sqlite.insert(at + i, batch[i]);
     }
     sqlite.execute("COMMIT");
-    auto info = must(store->describe_stream("indexed"), "describe");
-    const double rate_ratio = plain_seconds / indexed_seconds;
-    std::printf("| measurement | value | goal | result |\n|---|---|---|---|\n");
-    std::printf("| publish rate, indexes on / off (%llu msgs each) | %.2fx (%.0f vs %.0f msg/s) | >= 0.7x | %s |\n",
-                static_cast<unsigned long long>(options.rate_messages), rate_ratio, options.rate_messages / indexed_seconds,
-                options.rate_messages / plain_seconds, rate_ratio >= 0.7 ? "pass" : "FAIL");
-    std::printf("| segments in the data set | %u | 64 | |\n", info.partitions[0].segments);
-
-    // 2. Latest 20 by key and by header value.
-    std::mt19937_64 random(42);
-    for (bool by_key : {true, false}) {
-      const std::uint64_t distinct = by_key ? options.keys : options.header_values;
-      std::vector<double> index_times, sqlite_times;
-      std::uint64_t checksum = 0;
-      msgstore::QueryStatistics statistics;
-      // Warm-up, untimed, on both sides: index tables and SQLite's B-tree pages get loaded.
-      for (std::uint64_t warm = 0; warm < 16; ++warm) {
-        const std::string value = by_key ? "key-" + std::to_string(random() % distinct) : "customer-" + std::to_string(random() % distinct);
-        query_latest(*store, by_key, value, checksum);
-        sqlite.latest(by_key, value, checksum);
-      }
-      for (int extra = 0; extra < options.profile_lookups; ++extra) {
-        query_latest(*store, by_key, (by_key ? "key-" : "customer-") + std::to_string(random() % distinct), checksum);
-      }
-      for (int repetition = 0; repetition < options.repetitions; ++repetition) {
-        const std::uint64_t pick = random() % distinct;
-        const std::string value = by_key ? "key-" + std::to_string(pick) : "customer-" + std::to_string(pick);
-        auto start = Clock::now();
-        const std::size_t found = query_latest(*store, by_key, value, checksum, &statistics);
-        index_times.push_back(seconds_since(start));
-        start = Clock::now();
-        const std::size_t sqlite_found = sqlite.latest(by_key, value, checksum);
-        sqlite_times.push_back(seconds_since(start));
-        if (found != sqlite_found) die("msgstore and SQLite disagree on " + value);
-      }
-      std::vector<double> scan_times;
-      for (int repetition = 0; repetition < std::max(1, options.repetitions / 4); ++repetition) {
-        const std::string value = by_key ? "key-1" : "customer-1";
-        auto start = Clock::now();
-        scan_latest(*store, by_key, value, checksum);
-        scan_times.push_back(seconds_since(start));
-      }
-      const double index_median = median(index_times);
-      const double scan_speedup = median(scan_times) / index_median;
-      const double sqlite_ratio = index_median / median(sqlite_times);
-      const char* what = by_key ? "key" : "header value";
-      std::printf("| latest 20 of one %s: index %.1f us, SQLite %.1f us, full scan %.1f ms (plan: %s, %llu segments read) | | | |\n",
-                  what, index_median * 1e6, median(sqlite_times) * 1e6, median(scan_times) * 1e3, statistics.plan.c_str(),
-                  static_cast<unsigned long long>(statistics.segments_read));
-      std::printf("| latest 20 of one %s, full scan / index | %.0fx | >= 1000x | %s |\n", what, scan_speedup,
-                  scan_speedup >= 1000 ? "pass" : "FAIL");
-      std::printf("| latest 20 of one %s, index / SQLite time | %.2fx | <= 2x | %s |\n", what, sqlite_ratio,
-                  sqlite_ratio <= 2 ? "pass" : "FAIL");
-      if (checksum == 0) std::printf("(checksum 0)\n");
-    }
-
-    // 3. Payload contains, from the page cache.
-    double gigabytes_per_second = 0;
-    for (int pass = 0; pass < 2; ++pass) {
-      msgstore::Query query;
-      query.stream = "indexed";
-      query.payload_contains = "no payload holds this";
-      auto start = Clock::now();
-      auto result = must(store->query(query, [](const msgstore::QueryMatch&) { return msgstore::ScanControl::proceed; }), "contains");
-      gigabytes_per_second = static_cast<double>(result.statistics.bytes_read) / seconds_since(start) / 1e9;
-    }
-    std::printf("| payload contains scan, page cache | %.2f GB/s | >= 1 GB/s | %s |\n", gigabytes_per_second,
-                gigabytes_per_second >= 1 ? "pass" : "FAIL");
-    must(store->close(), "close");
+    outcome.rate_ratio = plain_seconds / indexed_seconds;
+    outcome.indexed_rate = static_cast<double>(options.rate_messages) / indexed_seconds;
+    outcome.plain_rate = static_cast<double>(options.rate_messages) / plain_seconds;
   }
-  std::filesystem::remove_all(directory);
+  auto info = must(store->describe_stream("indexed"), "describe");
+  outcome.segments = info.partitions[0].segments;
+
+  // 2. Latest 20 by key and by header value.
+  std::mt19937_64 random(42);
+  for (bool by_key : {true, false}) {
+    const std::uint64_t distinct = by_key ? options.keys : options.header_values;
+    std::vector<double> index_times, sqlite_times;
+    std::uint64_t checksum = 0;
+    msgstore::QueryStatistics statistics;
+    // Warm-up, untimed, on both sides: index tables and SQLite's B-tree pages get loaded.
+    for (std::uint64_t warm = 0; warm < 16; ++warm) {
+      const std::string value = by_key ? "key-" + std::to_string(random() % distinct) : "customer-" + std::to_string(random() % distinct);
+      query_latest(*store, by_key, value, checksum);
+      sqlite.latest(by_key, value, checksum);
+    }
+    for (int extra = 0; extra < options.profile_lookups; ++extra) {
+      query_latest(*store, by_key, (by_key ? "key-" : "customer-") + std::to_string(random() % distinct), checksum);
+    }
+    for (int repetition = 0; repetition < options.repetitions; ++repetition) {
+      const std::uint64_t pick = random() % distinct;
+      const std::string value = by_key ? "key-" + std::to_string(pick) : "customer-" + std::to_string(pick);
+      // The two sides alternate which goes first.
+      for (bool msgstore_side : {repetition % 2 == 0, repetition % 2 != 0}) {
+        const auto start = Clock::now();
+        if (msgstore_side) {
+          const std::size_t found = query_latest(*store, by_key, value, checksum, &statistics);
+          index_times.push_back(seconds_since(start));
+          if (found != 20) die("msgstore found " + std::to_string(found) + " messages of " + value);
+        } else {
+          const std::size_t found = sqlite.latest(by_key, value, checksum);
+          sqlite_times.push_back(seconds_since(start));
+          if (found != 20) die("SQLite found " + std::to_string(found) + " rows of " + value);
+        }
+      }
+    }
+    std::vector<double> scan_times;
+    for (int repetition = 0; repetition < (options.lookups_only ? 0 : std::max(1, options.repetitions / 4)); ++repetition) {
+      const std::string value = by_key ? "key-1" : "customer-1";
+      const auto start = Clock::now();
+      if (scan_latest(*store, by_key, value, checksum) != 20) die("the scan did not find 20 messages of " + value);
+      scan_times.push_back(seconds_since(start));
+    }
+    RunResult::Lookup& lookup = outcome.lookups[by_key ? 0 : 1];
+    lookup.index_seconds = median(index_times);
+    lookup.sqlite_seconds = median(sqlite_times);
+    lookup.scan_seconds = median(scan_times);
+    lookup.plan = statistics.plan;
+    lookup.segments_read = statistics.segments_read;
+    lookup.bytes_read = statistics.bytes_read;
+    if (checksum == 0) std::printf("(checksum 0)\n");
+  }
+
+  // 3. Payload contains, from the page cache (the first pass warms it).
+  for (int pass = 0; pass < (options.lookups_only ? 0 : 2); ++pass) {
+    msgstore::Query query;
+    query.stream = "indexed";
+    query.payload_contains = "no payload holds this";
+    const auto start = Clock::now();
+    auto result = must(store->query(query, [](const msgstore::QueryMatch&) { return msgstore::ScanControl::proceed; }), "contains");
+    outcome.contains_gigabytes_per_second = static_cast<double>(result.statistics.bytes_read) / seconds_since(start) / 1e9;
+  }
+  must(store->close(), "close");
+  return outcome;
+}
+
+const char* verdict(bool pass) { return pass ? "pass" : "FAIL"; }
+
+// One table: the figures of one run, or (over several runs) the medians of each figure.
+void print_table(const Options& options, const std::vector<RunResult>& runs) {
+  auto median_of = [&](auto field) {
+    std::vector<double> values;
+    for (const RunResult& run : runs) values.push_back(field(run));
+    return median(values);
+  };
+  auto spread_of = [&](auto field) {
+    if (runs.size() < 2) return std::string();
+    double low = field(runs[0]), high = low;
+    for (const RunResult& run : runs) low = std::min(low, field(run)), high = std::max(high, field(run));
+    char text[64];
+    std::snprintf(text, sizeof text, " (%.2f..%.2f)", low, high);
+    return std::string(text);
+  };
+  std::printf("| measurement | value%s | goal | result |\n|---|---|---|---|\n", runs.size() > 1 ? " (median of runs; min..max)" : "");
+  if (!options.reuse) {
+    auto ratio = [](const RunResult& run) { return run.rate_ratio; };
+    const double rate_ratio = median_of(ratio);
+    std::printf("| publish rate, indexes on / off (%llu msgs each) | %.2fx%s (%.0f vs %.0f msg/s) | >= 0.7x | %s |\n",
+                static_cast<unsigned long long>(options.rate_messages), rate_ratio, spread_of(ratio).c_str(),
+                median_of([](const RunResult& run) { return run.indexed_rate; }),
+                median_of([](const RunResult& run) { return run.plain_rate; }), verdict(rate_ratio >= 0.7));
+  }
+  std::printf("| segments in the data set | %.0f | 64 | |\n", median_of([](const RunResult& run) { return double(run.segments); }));
+  for (int which = 0; which < 2; ++which) {
+    const char* what = which == 0 ? "key" : "header value";
+    const RunResult::Lookup& last = runs.back().lookups[which];
+    std::printf("| latest 20 of one %s: index %.1f us, SQLite %.1f us, full scan %.1f ms (plan: %s, %llu segments and %llu bytes read) | | | |\n",
+                what, median_of([&](const RunResult& run) { return run.lookups[which].index_seconds; }) * 1e6,
+                median_of([&](const RunResult& run) { return run.lookups[which].sqlite_seconds; }) * 1e6,
+                median_of([&](const RunResult& run) { return run.lookups[which].scan_seconds; }) * 1e3, last.plan.c_str(),
+                static_cast<unsigned long long>(last.segments_read), static_cast<unsigned long long>(last.bytes_read));
+    auto scan_speedup = [&](const RunResult& run) { return run.lookups[which].scan_seconds / run.lookups[which].index_seconds; };
+    auto sqlite_ratio = [&](const RunResult& run) { return run.lookups[which].index_seconds / run.lookups[which].sqlite_seconds; };
+    const double speedup = median_of(scan_speedup);
+    const double ratio = median_of(sqlite_ratio);
+    std::printf("| latest 20 of one %s, full scan / index | %.0fx%s | >= 1000x | %s |\n", what, speedup, spread_of(scan_speedup).c_str(),
+                verdict(speedup >= 1000));
+    std::printf("| latest 20 of one %s, index / SQLite time | %.2fx%s | <= 2x | %s |\n", what, ratio, spread_of(sqlite_ratio).c_str(),
+                verdict(ratio <= 2));
+  }
+  auto contains = [](const RunResult& run) { return run.contains_gigabytes_per_second; };
+  const double gigabytes_per_second = median_of(contains);
+  std::printf("| payload contains scan, page cache | %.2f GB/s%s | >= 1 GB/s | %s |\n\n", gigabytes_per_second,
+              spread_of(contains).c_str(), verdict(gigabytes_per_second >= 1));
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--keep") {
+      options.keep = true;
+      continue;
+    }
+    if (flag == "--reuse") {
+      options.reuse = true;
+      continue;
+    }
+    if (flag == "--lookups-only") {
+      options.lookups_only = true;
+      continue;
+    }
+    if (i + 1 >= argc) die("missing value after " + flag);
+    const std::string text = argv[++i];
+    const std::uint64_t value = std::strtoull(text.c_str(), nullptr, 10);
+    if (flag == "--messages") options.messages = value;
+    else if (flag == "--segments") options.segments = value;
+    else if (flag == "--keys") options.keys = value;
+    else if (flag == "--header-values") options.header_values = value;
+    else if (flag == "--rate-messages") options.rate_messages = value;
+    else if (flag == "--repetitions") options.repetitions = static_cast<int>(value);
+    else if (flag == "--profile-lookups") options.profile_lookups = static_cast<int>(value);
+    else if (flag == "--runs") options.runs = static_cast<int>(std::max<std::uint64_t>(1, value));
+    else if (flag == "--directory") options.directory = text;
+    else die("unknown flag " + flag);
+  }
+  options.rate_messages = std::min(options.rate_messages, options.messages);
+  if (options.reuse && options.directory.empty()) die("--reuse needs the --directory of a --keep run");
+  if (options.reuse) options.runs = 1;
+  const std::filesystem::path parent =
+      options.directory.empty() ? std::filesystem::temp_directory_path() / ("msgstore-index-bench-" + std::to_string(::getpid()))
+                                : std::filesystem::path(options.directory);
+  std::printf("# index_bench: %llu messages of %zu B payload, %llu keys, %llu header values, target %llu segments, %d run(s)\n\n",
+              static_cast<unsigned long long>(options.messages), options.payload_bytes,
+              static_cast<unsigned long long>(options.keys), static_cast<unsigned long long>(options.header_values),
+              static_cast<unsigned long long>(options.segments), options.runs);
+  std::fflush(stdout);
+  std::vector<RunResult> runs;
+  for (int run = 0; run < options.runs; ++run) {
+    if (!options.reuse) {
+      std::filesystem::remove_all(parent);
+      std::filesystem::create_directories(parent);
+    }
+    runs.push_back(run_once(options, parent));
+    if (options.runs > 1) {
+      std::printf("## run %d of %d\n\n", run + 1, options.runs);
+      print_table(options, {runs.back()});
+    }
+    if (!options.keep && !options.reuse) std::filesystem::remove_all(parent);
+  }
+  if (options.runs > 1) std::printf("## medians over %d runs\n\n", options.runs);
+  print_table(options, runs);
   return 0;
 }

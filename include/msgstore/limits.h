@@ -84,5 +84,9 @@ inline constexpr std::size_t indexed_headers_max = 16;    // header names one st
 inline constexpr std::size_t query_results_max = 100'000; // one query page returns at most this
 inline constexpr std::size_t query_header_equals_max = 64;
 inline constexpr std::size_t query_cursor_bytes_max = 4096;
+// Checked, parsed index files of sealed segments (bloom filter and term table) kept in memory
+// per partition, least recently used dropped first. About 3.8 MiB per segment of 156k messages
+// with four terms each, so the newest ~16 such segments of a partition stay parsed.
+inline constexpr std::uint64_t message_index_cache_bytes_max = 64ull * 1024 * 1024;
 
 }  // namespace msgstore::limits

@@ -59,12 +59,13 @@ Status PartitionIndex::write_index_file(const std::filesystem::path& path, std::
   return written;
 }
 
-PartitionIndex::PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration)
-    : file_system_(file_system), log_(log), configuration_(std::move(configuration)) {}
+PartitionIndex::PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration,
+                               std::uint64_t cache_bytes_max)
+    : file_system_(file_system), log_(log), configuration_(std::move(configuration)), cache_bytes_max_(cache_bytes_max) {}
 
 Result<std::shared_ptr<PartitionIndex>> PartitionIndex::attach(FileSystem& file_system, log::PartitionLog& log,
-                                                               IndexConfiguration configuration) {
-  std::shared_ptr<PartitionIndex> index(new PartitionIndex(file_system, log, std::move(configuration)));
+                                                               IndexConfiguration configuration, std::uint64_t cache_bytes_max) {
+  std::shared_ptr<PartitionIndex> index(new PartitionIndex(file_system, log, std::move(configuration), cache_bytes_max));
   const auto segments = log.segments_snapshot();
   if (!segments.empty()) {
     const auto& active = segments.back();
@@ -98,6 +99,7 @@ void PartitionIndex::set_configuration(IndexConfiguration configuration) {
   if (configuration.enabled == configuration_.enabled && configuration.fingerprint == configuration_.fingerprint) return;
   configuration_ = std::move(configuration);
   sealed_cache_.clear();
+  sealed_cache_bytes_ = 0;
   backfill_.clear();
   live_.clear();
   live_from_ = active_next_offset_;
@@ -156,9 +158,71 @@ void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
 void PartitionIndex::on_segment_removed(Offset segment_base) {
   {
     std::lock_guard lock(mutex_);
-    sealed_cache_.erase(segment_base);
+    cache_erase_locked(segment_base);
   }
   (void)file_system_.remove(index_file_path(log_.directory(), segment_base));
+}
+
+Status PartitionIndex::on_segment_rewriting(Offset segment_base) {
+  // Under rebuild_mutex_: a rebuild of the old segment in progress finishes (and writes its
+  // file) before the file is removed here; one that starts later sees the segment retired
+  // (the rewrite retires it before this call) and writes nothing. The file may hold the terms
+  // of erased messages; the replacement's file is rebuilt from the new log on first use.
+  std::lock_guard rebuilding(rebuild_mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    cache_erase_locked(segment_base);
+  }
+  const auto path = index_file_path(log_.directory(), segment_base);
+  auto temporary = path;
+  temporary += ".tmp";
+  MSGSTORE_RETURN_IF_ERROR(file_system_.remove(temporary));
+  return file_system_.remove(path);
+}
+
+std::shared_ptr<SegmentIndexFile> PartitionIndex::cache_find_locked(const log::Segment& segment) {
+  auto found = sealed_cache_.find(segment.base_offset());
+  if (found == sealed_cache_.end()) return nullptr;
+  const IndexFileHeader& header = found->second.index->header();
+  if (found->second.segment != &segment || header.log_bytes != segment.readable_bytes() ||
+      header.next_offset != segment.next_offset()) {
+    return nullptr;  // built for another Segment object (a rewrite replaced it) or length
+  }
+  found->second.last_used = ++sealed_cache_clock_;
+  return found->second.index;
+}
+
+void PartitionIndex::cache_erase_locked(Offset segment_base) {
+  auto found = sealed_cache_.find(segment_base);
+  if (found == sealed_cache_.end()) return;
+  sealed_cache_bytes_ -= found->second.index->memory_bytes();
+  sealed_cache_.erase(found);
+}
+
+void PartitionIndex::cache_insert_locked(const log::Segment& segment, std::shared_ptr<SegmentIndexFile> index) {
+  cache_erase_locked(segment.base_offset());
+  const std::uint64_t bytes = index->memory_bytes();
+  if (bytes > cache_bytes_max_) return;  // never cached; loaded per query
+  // Least recently used first, until the new entry fits (a linear pass: one entry per segment).
+  while (sealed_cache_bytes_ + bytes > cache_bytes_max_ && !sealed_cache_.empty()) {
+    auto oldest = sealed_cache_.begin();
+    for (auto it = sealed_cache_.begin(); it != sealed_cache_.end(); ++it) {
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    cache_erase_locked(oldest->first);
+  }
+  sealed_cache_[segment.base_offset()] = CachedIndex{std::move(index), &segment, ++sealed_cache_clock_};
+  sealed_cache_bytes_ += bytes;
+}
+
+std::size_t PartitionIndex::cached_segments() const {
+  std::lock_guard lock(mutex_);
+  return sealed_cache_.size();
+}
+
+std::uint64_t PartitionIndex::cached_bytes() const {
+  std::lock_guard lock(mutex_);
+  return sealed_cache_bytes_;
 }
 
 Status PartitionIndex::ensure_active_backfilled(const log::Segment& segment, QueryStatistics& statistics) {
@@ -188,14 +252,10 @@ Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log
   IndexConfiguration configuration;
   {
     std::lock_guard lock(mutex_);
-    auto cached = sealed_cache_.find(segment.base_offset());
-    if (cached != sealed_cache_.end()) {
-      // A rewrite (compaction, erase) replaces a segment under the same base offset: tables
-      // cached for the old bytes are used only while they still describe this segment.
-      const IndexFileHeader& header = cached->second->header();
-      const bool describes_segment = header.log_bytes == segment.readable_bytes() && header.next_offset == segment.next_offset();
-      if (!distrust_file && describes_segment) return cached->second;
-      sealed_cache_.erase(cached);
+    if (distrust_file) {
+      cache_erase_locked(segment.base_offset());
+    } else if (auto cached = cache_find_locked(segment)) {
+      return cached;
     }
     configuration = configuration_;
   }
@@ -225,15 +285,17 @@ Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log
     // Only for a segment the log still has (retention may have removed it meanwhile).
     const auto segments = log_.segments_snapshot();
     const bool still_there = std::any_of(segments.begin(), segments.end(), [&](const auto& other) { return other.get() == &segment; });
-    if (still_there && segments.back().get() != &segment) (void)write_index_file(path, image);
+    // Never for a retired segment: its path belongs to the rewrite's replacement now.
+    if (still_there && segments.back().get() != &segment && !segment.retired()) (void)write_index_file(path, image);
     std::uint64_t ignored = 0;
     auto opened = SegmentIndexFile::open(memory_file(std::move(image)), ignored);
     if (!opened) return opened.status();
     loaded = std::move(*opened);
   }
   std::lock_guard lock(mutex_);
-  if (configuration_.fingerprint == configuration.fingerprint && configuration_.enabled == configuration.enabled) {
-    sealed_cache_[base] = loaded;
+  if (configuration_.fingerprint == configuration.fingerprint && configuration_.enabled == configuration.enabled &&
+      !segment.retired()) {
+    cache_insert_locked(segment, loaded);
   }
   return loaded;
 }

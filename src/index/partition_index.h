@@ -25,6 +25,7 @@
 
 #include "index/segment_index.h"
 #include "log/partition_log.h"
+#include "msgstore/limits.h"
 #include "msgstore/query.h"
 
 namespace msgstore::index {
@@ -33,8 +34,10 @@ class PartitionIndex final : public log::LogObserver {
  public:
   // Attaches to a log that was just opened (before it is shared): removes index files of
   // segments that are gone or active, and registers itself as the log's observer.
+  // `cache_bytes_max` bounds the parsed sealed indexes kept in memory (tests pass less).
   static Result<std::shared_ptr<PartitionIndex>> attach(FileSystem& file_system, log::PartitionLog& log,
-                                                        IndexConfiguration configuration);
+                                                        IndexConfiguration configuration,
+                                                        std::uint64_t cache_bytes_max = limits::message_index_cache_bytes_max);
 
   // A new configuration (update_stream): files with another fingerprint are rebuilt on use,
   // the active segment is re-indexed from the log on first use.
@@ -55,9 +58,14 @@ class PartitionIndex final : public log::LogObserver {
                          const log::BatchHeader& header) override;
   void on_segment_sealed(const log::Segment& segment) override;
   void on_segment_removed(Offset segment_base) override;
+  Status on_segment_rewriting(Offset segment_base) override;
+
+  // The parsed index files kept in memory (tests, statistics).
+  std::size_t cached_segments() const;
+  std::uint64_t cached_bytes() const;
 
  private:
-  PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration);
+  PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration, std::uint64_t cache_bytes_max);
   // The checked index of a sealed segment: cached, loaded from its file, or rebuilt.
   // `distrust_file`: a posting run of the file failed its checksum, rebuild it regardless.
   Result<std::shared_ptr<SegmentIndexFile>> sealed_index(const log::Segment& segment, QueryStatistics& statistics,
@@ -66,6 +74,17 @@ class PartitionIndex final : public log::LogObserver {
   Status write_index_file(const std::filesystem::path& path, std::string_view image);
   // Indexes the active segment's offsets below live_from_ from the log, if not done yet.
   Status ensure_active_backfilled(const log::Segment& segment, QueryStatistics& statistics);
+  // The cache of parsed sealed indexes (requires mutex_). An entry serves only the Segment
+  // object it was built for, at the length and end it had: a rewritten segment is a new
+  // object, so its old index can never answer for it.
+  struct CachedIndex {
+    std::shared_ptr<SegmentIndexFile> index;
+    const log::Segment* segment = nullptr;
+    std::uint64_t last_used = 0;
+  };
+  std::shared_ptr<SegmentIndexFile> cache_find_locked(const log::Segment& segment);
+  void cache_insert_locked(const log::Segment& segment, std::shared_ptr<SegmentIndexFile> index);
+  void cache_erase_locked(Offset segment_base);
 
   FileSystem& file_system_;
   log::PartitionLog& log_;
@@ -82,7 +101,10 @@ class PartitionIndex final : public log::LogObserver {
   SegmentIndexBuilder backfill_;
   SegmentIndexBuilder live_;
   log::RecordDecoder decoder_;  // for on_batch_appended (under the append lock and mutex_)
-  std::map<Offset, std::shared_ptr<SegmentIndexFile>> sealed_cache_;
+  const std::uint64_t cache_bytes_max_;
+  std::map<Offset, CachedIndex> sealed_cache_;  // at most cache_bytes_max_ bytes of parsed tables
+  std::uint64_t sealed_cache_bytes_ = 0;
+  std::uint64_t sealed_cache_clock_ = 0;
 
   std::mutex rebuild_mutex_;
 };

@@ -197,7 +197,8 @@ class QueryRun {
   std::uint32_t partition_ = 0;
   std::shared_ptr<const std::vector<Offset>> erased_ = std::make_shared<const std::vector<Offset>>();  // of this partition
   log::RecordDecoder decoder_;
-  std::string batch_buffer_;
+  std::string batch_buffer_;  // the batch read_batch read, at its start (and maybe more after it)
+  std::size_t read_window_bytes_ = 0;
   log::BatchHeader batch_header_;
 };
 
@@ -230,20 +231,29 @@ Status QueryRun::read_batch(const log::Segment& segment, std::uint64_t position)
     return Status(ErrorCode::corruption, "segment " + std::to_string(segment.base_offset()) + ": the batch at byte " +
                                              std::to_string(position) + " is damaged and not served");
   };
-  // The header first, then exactly the batch: a point read copies no more than one batch.
+  // One read of as many bytes as the previous batch had (batches of one log tend to be alike),
+  // and a second for the rest if this batch is longer: usually one pread per batch, and never
+  // more than one batch's worth of bytes beyond the batch.
   const std::size_t available = static_cast<std::size_t>(std::min<std::uint64_t>(end - position, UINT32_MAX));
-  char header[log::format::batch_header_bytes];
-  auto got = segment.log_file().read_at(position, header, std::min(available, sizeof header));
+  const std::size_t window = std::min(available, std::max(read_window_bytes_, log::format::batch_header_bytes));
+  if (batch_buffer_.size() < window) batch_buffer_.resize(window);
+  auto got = segment.log_file().read_at(position, batch_buffer_.data(), window);
   if (!got) return got.status();
   result_.statistics.bytes_read += *got;
-  if (*got < sizeof header || log::check_batch_header(header, available, batch_header_) != log::HeaderCheck::valid) return damaged();
-  batch_buffer_.resize(batch_header_.batch_bytes);
-  std::memcpy(batch_buffer_.data(), header, sizeof header);
-  const std::size_t rest = batch_header_.batch_bytes - sizeof header;
-  got = segment.log_file().read_at(position + sizeof header, batch_buffer_.data() + sizeof header, rest);
-  if (!got) return got.status();
-  result_.statistics.bytes_read += *got;
-  if (*got != rest) return damaged();
+  if (*got < log::format::batch_header_bytes ||
+      log::check_batch_header(batch_buffer_.data(), available, batch_header_) != log::HeaderCheck::valid) {
+    return damaged();
+  }
+  read_window_bytes_ = batch_header_.batch_bytes;
+  if (batch_header_.batch_bytes > *got) {
+    const std::size_t have = *got;
+    batch_buffer_.resize(batch_header_.batch_bytes);
+    const std::size_t rest = batch_header_.batch_bytes - have;
+    got = segment.log_file().read_at(position + have, batch_buffer_.data() + have, rest);
+    if (!got) return got.status();
+    result_.statistics.bytes_read += *got;
+    if (*got != rest) return damaged();
+  }
   if (!log::check_batch_body(batch_buffer_.data(), batch_header_)) return damaged();
   return Status::ok();
 }

@@ -97,6 +97,15 @@ bool IndexConfiguration::indexes_header(std::string_view name) const {
   return enabled && std::binary_search(header_names.begin(), header_names.end(), name);
 }
 
+std::optional<std::uint64_t> IndexConfiguration::header_seed(std::string_view name) const {
+  if (!enabled) return std::nullopt;
+  for (std::size_t i = 0; i < header_names.size(); ++i) {
+    if (header_names[i].size() != name.size() || header_names[i] != name) continue;
+    return i < header_seeds.size() ? header_seeds[i] : hash_bytes(name, format::term_seed_header);
+  }
+  return std::nullopt;
+}
+
 IndexConfiguration make_index_configuration(bool enabled, std::vector<std::string> header_names) {
   IndexConfiguration configuration;
   configuration.enabled = enabled;
@@ -104,7 +113,10 @@ IndexConfiguration make_index_configuration(bool enabled, std::vector<std::strin
   header_names.erase(std::unique(header_names.begin(), header_names.end()), header_names.end());
   configuration.header_names = std::move(header_names);
   std::uint64_t fingerprint = format::term_seed_configuration;
-  for (const std::string& name : configuration.header_names) fingerprint = hash_bytes(name, fingerprint);
+  for (const std::string& name : configuration.header_names) {
+    fingerprint = hash_bytes(name, fingerprint);
+    configuration.header_seeds.push_back(hash_bytes(name, format::term_seed_header));
+  }
   configuration.fingerprint = fingerprint;
   return configuration;
 }
@@ -145,7 +157,7 @@ Status SegmentIndexBuilder::add_batch(const IndexConfiguration& configuration, O
     add(subject_term(message.subject), posting);
     if (any_headers) {
       for (const HeaderView& field : message.headers) {
-        if (configuration.indexes_header(field.name)) add(header_term(field.name, field.value), posting);
+        if (auto seed = configuration.header_seed(field.name)) add(hash_bytes(field.value, *seed), posting);
       }
     }
     return true;

@@ -35,7 +35,13 @@ struct IndexConfiguration {
   bool enabled = true;
   std::vector<std::string> header_names;  // sorted, unique
   std::uint64_t fingerprint = 0;          // of header_names; set by make_index_configuration
+  // hash_bytes(name, term_seed_header) per header name, so the append path hashes each
+  // indexed header value once (header_term(name, value) == hash_bytes(value, seed)).
+  std::vector<std::uint64_t> header_seeds;
   bool indexes_header(std::string_view name) const;
+  // The seed of `name`'s terms, or nullopt if the header is not indexed. A linear pass over
+  // at most limits::indexed_headers_max names, lengths compared first (the append path).
+  std::optional<std::uint64_t> header_seed(std::string_view name) const;
 };
 IndexConfiguration make_index_configuration(bool enabled, std::vector<std::string> header_names);
 
@@ -97,6 +103,8 @@ class SegmentIndexFile {
   // what was read.
   static Result<std::shared_ptr<SegmentIndexFile>> open(std::unique_ptr<File> file, std::uint64_t& bytes_read);
   const IndexFileHeader& header() const { return header_; }
+  // Memory held by the parsed tables (what the partition's index cache counts).
+  std::uint64_t memory_bytes() const { return bloom_.size() * sizeof(std::uint64_t) + terms_.size() * sizeof(TermEntry); }
   // False if no posting of `term` is in this segment (the bloom filter and the term table).
   bool might_contain(std::uint64_t term) const;
   // Appends the postings of `term` to `out`, ascending. corruption if the run is damaged.

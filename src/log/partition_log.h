@@ -63,6 +63,12 @@ class LogObserver {
   virtual void on_segment_sealed(const Segment& segment) = 0;
   // After retention deleted the segment's files.
   virtual void on_segment_removed(Offset segment_base) = 0;
+  // During a segment rewrite (compaction, erase), after the old segment was retired and
+  // before the directory sync that precedes the commit rename: derived files describing the
+  // old bytes must go now (the rewrite syncs the directory next), so no crash leaves them
+  // beside the new log, and erased content leaves no trace in them.
+  // An error stops the rewrite before its commit point.
+  virtual Status on_segment_rewriting(Offset segment_base) = 0;
 };
 // A check run under the partition's append lock, with the offset the batch would start at,
 // just before it is written (conditional append: OutgoingMessage::expected_offset). A non-ok

@@ -107,6 +107,7 @@ class Segment {
   // Called when a rewrite replaces or removes this segment: it never writes its index files
   // again (the paths now belong to the replacement). Readers holding it keep reading its log.
   void retire();
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
   const File& log_file() const { return *log_file_; }
   const std::filesystem::path& directory() const { return directory_; }
   static std::uint64_t header_bytes();

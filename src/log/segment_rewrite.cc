@@ -275,6 +275,7 @@ Result<RewriteResult> PartitionLog::rewrite_segment(Offset base_offset, const Re
   for (auto kind : {SegmentFileKind::offset_index, SegmentFileKind::time_index}) {
     MSGSTORE_RETURN_IF_ERROR(file_system_.remove(segment_file_path(directory_, base_offset, kind)));
   }
+  if (observer_) MSGSTORE_RETURN_IF_ERROR(observer_->on_segment_rewriting(base_offset));  // the message index file too
   MSGSTORE_RETURN_IF_ERROR(file_system_.sync_directory(directory_));
   // Step 3, the commit point: the new log replaces the old in one rename, made durable.
   MSGSTORE_RETURN_IF_ERROR(file_system_.rename(segment_rewrite_path(directory_, base_offset),

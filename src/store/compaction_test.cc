@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/coding.h"
+#include "index/segment_index.h"
 #include "io/fault_file_system.h"
 #include "log/partition_log.h"
 #include "msgstore/store.h"
@@ -330,6 +332,32 @@ TEST(Erase, UnreadableAtOnceThenNoTraceInAnyFile) {
     return std::any_of(erased_payloads.begin(), erased_payloads.end(),
                        [&](const std::string& payload) { return text.find(payload) != std::string_view::npos; });
   };
+  // The erased key and header value, as bytes and as the index terms the message index files
+  // hold (8 bytes little-endian): after the rewrite no file may hold either.
+  std::vector<std::string> erased_identifiers = {"user-4", "s-erase-me"};
+  for (std::uint64_t term : {index::key_term("user-4"), index::header_term("session", "s-erase-me")}) {
+    std::string bytes(8, '\0');
+    base::store_u64(bytes.data(), term);
+    erased_identifiers.push_back(bytes);
+  }
+  // Newest-first key queries, answered from the message indexes; loads their caches before the
+  // erase, so the answers after it also check that no cached index outlives a rewrite.
+  auto query_key = [&](const std::string& key) {
+    std::vector<std::string> payloads;
+    Query query;
+    query.stream = "people";
+    query.key = key;
+    query.order = QueryOrder::newest_first;
+    auto result = store->query(query, [&](const QueryMatch& match) {
+      payloads.emplace_back(match.message.payload);
+      return ScanControl::proceed;
+    });
+    EXPECT_TRUE(result.is_ok()) << result.status().to_string();
+    return payloads;
+  };
+  EXPECT_EQ(query_key("user-4").size(), 44u);
+  const std::vector<std::string> user_1_before = query_key("user-1");
+  ASSERT_FALSE(user_1_before.empty());
   // A subscription that is already running when the erase happens.
   std::atomic<int> live_erased{0};
   // Erase by key (in the background) and by header (now).
@@ -389,22 +417,37 @@ TEST(Erase, UnreadableAtOnceThenNoTraceInAnyFile) {
   }
   EXPECT_EQ(pending->offsets_pending, 0u);
   EXPECT_EQ(pending->segments_pending, 0u);
-  // Still exactly the kept messages.
+  // Still exactly the kept messages, through reads and through the rewritten segments' indexes.
   EXPECT_EQ(read_stream(*store, "people").size(), kept_payloads.size());
+  EXPECT_TRUE(query_key("user-4").empty());
+  std::vector<std::string> user_1_expected;
+  for (const std::string& payload : user_1_before) {
+    if (!contains_erased(payload)) user_1_expected.push_back(payload);
+  }
+  EXPECT_EQ(query_key("user-1"), user_1_expected);
   ASSERT_TRUE(store->close().is_ok());
   store.reset();
 
   // No file of the data directory holds an erased payload; the kept ones are still there.
   std::size_t files = 0;
+  std::size_t index_files = 0;
   std::string everything;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(directory.path())) {
     if (!entry.is_regular_file()) continue;
     ++files;
     const std::string bytes = file_bytes(entry.path());
     EXPECT_FALSE(contains_erased(bytes)) << entry.path() << " still holds erased bytes";
+    // The audit stream names the erase criteria on purpose (who erased what); nothing else may.
+    const bool audit = entry.path().string().find(std::string(audit_stream_name)) != std::string::npos;
+    for (std::size_t i = 0; i < erased_identifiers.size() && !audit; ++i) {
+      EXPECT_EQ(bytes.find(erased_identifiers[i]), std::string::npos)
+          << entry.path() << " still holds erased identifier " << i << (i >= 2 ? " (as an index term)" : "");
+    }
+    if (entry.path().string().ends_with(".message_index")) ++index_files;
     everything += bytes;
   }
   EXPECT_GT(files, 5u);
+  EXPECT_GT(index_files, 0u);  // the search covered message index files
   for (const std::string& payload : kept_payloads) EXPECT_NE(everything.find(payload), std::string::npos);
   // And after a restart, the same view.
   store = open_on(nullptr, directory.path());
