@@ -1,6 +1,7 @@
 #include "log/segment.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 
@@ -8,6 +9,7 @@
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "log/format.h"
+#include "log/sync_latency.h"
 #include "msgstore/limits.h"
 
 namespace msgstore::log {
@@ -486,8 +488,20 @@ void Segment::finish_sealing() {
   }
 }
 
+LatencyHistogram& data_sync_latency() {
+  static LatencyHistogram histogram;
+  return histogram;
+}
+
+Status Segment::sync_data() {
+  const auto started = std::chrono::steady_clock::now();
+  Status synced = log_file_->sync_data();
+  data_sync_latency().observe(std::chrono::steady_clock::now() - started);
+  return synced;
+}
+
 Status Segment::sync_sealed() {
-  MSGSTORE_RETURN_IF_ERROR(log_file_->sync_data());
+  MSGSTORE_RETURN_IF_ERROR(sync_data());
   if (!index_files_healthy_) {
     // Rewrite from memory so the sealed segment opens cheaply next time.
     if (!write_index_files().is_ok()) return Status::ok();
