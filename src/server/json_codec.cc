@@ -56,6 +56,8 @@ void put_bytes(json::object& object, std::string_view text_name, std::string_vie
 json::object stream_config_to_json(const StreamConfig& config) {
   json::array subjects;
   for (const std::string& subject : config.subjects) subjects.emplace_back(subject);
+  json::array indexed_headers;
+  for (const std::string& header : config.indexed_headers) indexed_headers.emplace_back(header);
   return json::object{{"name", config.name},
                       {"subjects", std::move(subjects)},
                       {"partitions", config.partitions},
@@ -65,7 +67,9 @@ json::object stream_config_to_json(const StreamConfig& config) {
                       {"fsync", fsync_policy_to_string(config.fsync, config.fsync_interval_ms)},
                       {"max_message_bytes", config.max_message_bytes},
                       {"segment_bytes", config.segment_bytes},
-                      {"segment_age_ms", config.segment_age_ms}};
+                      {"segment_age_ms", config.segment_age_ms},
+                      {"indexes_enabled", config.indexes_enabled},
+                      {"indexed_headers", std::move(indexed_headers)}};
 }
 
 json::object stream_info_to_json(const StreamInfo& info) {
@@ -125,6 +129,16 @@ Status apply_stream_config_json(const json::value& body, StreamConfig& config, b
       MSGSTORE_RETURN_IF_ERROR(read_unsigned(value, name, config.segment_bytes));
     } else if (name == "segment_age_ms") {
       MSGSTORE_RETURN_IF_ERROR(read_signed(value, name, config.segment_age_ms));
+    } else if (name == "indexes_enabled") {
+      if (!value.is_bool()) return field_error(name, "must be true or false");
+      config.indexes_enabled = value.get_bool();
+    } else if (name == "indexed_headers") {
+      if (!value.is_array()) return field_error(name, "must be an array of header names");
+      config.indexed_headers.clear();
+      for (const json::value& header : value.get_array()) {
+        if (!header.is_string()) return field_error(name, "must be an array of strings");
+        config.indexed_headers.emplace_back(header.get_string());
+      }
     } else {
       return field_error(name, "unknown field");
     }
