@@ -129,17 +129,40 @@ void Broker::record_publish(bool succeeded, std::span<const OutgoingMessage> mes
 
 asio::awaitable<Result<std::vector<Position>>> Broker::publish_to(std::string stream,
                                                                   std::span<const OutgoingMessage> messages) {
+  const auto started = std::chrono::steady_clock::now();
   auto positions = co_await run_blocking([&] { return store_.publish_to(stream, messages); });
+  statistics_.publish_latency.observe(std::chrono::steady_clock::now() - started);
   record_publish(positions.is_ok(), messages);
   co_return positions;
 }
 
 asio::awaitable<Result<std::vector<Position>>> Broker::publish(std::span<const OutgoingMessage> messages) {
+  const auto started = std::chrono::steady_clock::now();
   auto positions = co_await run_blocking([&] {
     return messages.size() == 1 ? store_.publish(messages.front()) : store_.publish_batch(messages);
   });
+  statistics_.publish_latency.observe(std::chrono::steady_clock::now() - started);
   record_publish(positions.is_ok(), messages);
   co_return positions;
+}
+
+asio::awaitable<Result<QueryPage>> Broker::query(Query query, QueryEncoder encode, std::size_t encoded_bytes_max) {
+  statistics_.queries.fetch_add(1);
+  auto page = co_await run_blocking([&]() -> Result<QueryPage> {
+    QueryPage page;
+    std::size_t encoded_bytes = 0;
+    auto result = store_.query(query, [&](const QueryMatch& match) {
+      page.encoded.push_back(encode(match));
+      encoded_bytes += page.encoded.back().size();
+      // Stopping here counts this match as delivered: the cursor continues after it.
+      return encoded_bytes >= encoded_bytes_max ? ScanControl::stop : ScanControl::proceed;
+    });
+    if (!result) return result.status();
+    page.result = std::move(*result);
+    return page;
+  });
+  if (page) statistics_.queried_messages.fetch_add(page->encoded.size());
+  co_return page;
 }
 
 asio::awaitable<Result<ReadResult>> Broker::fetch(FetchRequest request) {

@@ -38,6 +38,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "base/latency_histogram.h"
+#include "msgstore/query.h"
 #include "msgstore/status.h"
 #include "msgstore/store.h"
 
@@ -61,7 +63,20 @@ struct BrokerStatistics {
   std::atomic<std::uint64_t> long_poll_waits{0};  // fetches that had to wait for data
   std::atomic<std::uint64_t> worker_rejections{0};  // blocking calls refused: queue full
   std::atomic<std::uint64_t> worker_in_flight{0};   // blocking calls queued or running now
+  // Publish calls from entering the worker queue to the store's answer (fsync included).
+  LatencyHistogram publish_latency;
+  std::atomic<std::uint64_t> queries{0};            // query calls, failed ones included
+  std::atomic<std::uint64_t> queried_messages{0};   // matches returned by queries
 };
+
+// One page of a query, each match already encoded by the caller's `encode` on the worker.
+struct QueryPage {
+  std::vector<std::string> encoded;
+  QueryResult result;  // next_cursor and statistics
+};
+
+// Turns one match into the front end's wire text (runs on a worker thread).
+using QueryEncoder = std::function<std::string(const QueryMatch& match)>;
 
 struct FetchRequest {
   std::string stream;
@@ -96,6 +111,11 @@ class Broker {
   // Reads one partition from a start position; with request.wait > 0 and nothing readable,
   // waits until a message is readable, the wait ends, or the broker stops.
   asio::awaitable<Result<ReadResult>> fetch(FetchRequest request);
+
+  // Runs Store::query on the worker pool, encoding each match there. Stops after the match that
+  // brings the encoded text to `encoded_bytes_max` (so a page holds at least one match and
+  // overshoots by at most one), and then the page's next_cursor continues after it.
+  asio::awaitable<Result<QueryPage>> query(Query query, QueryEncoder encode, std::size_t encoded_bytes_max);
 
   // Waits (on the caller's executor) until the store's data generation moves past
   // `seen_generation`, `deadline` passes, or the broker stops. For front ends that long-poll

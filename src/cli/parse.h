@@ -9,14 +9,16 @@
 #include <string_view>
 #include <vector>
 
+#include "base/text_parse.h"
 #include "msgstore/message.h"
 #include "msgstore/status.h"
 
 namespace msgstore::cli {
 
-// A decimal integer 0..max (no sign, no spaces, no trailing text).
-Result<std::uint64_t> parse_unsigned(std::string_view text, std::string_view what,
-                                     std::uint64_t max = UINT64_MAX);
+// parse_unsigned (0..max) and parse_time_ms (milliseconds or ISO 8601) live in
+// base/text_parse.h: the HTTP server's query parameters share them.
+using msgstore::parse_time_ms;
+using msgstore::parse_unsigned;
 
 // "500ms", "3600s", "15m", "2h", "7d", "1w", or "0" (unlimited). Returns milliseconds.
 Result<std::int64_t> parse_duration_ms(std::string_view text, std::string_view what);
@@ -24,10 +26,6 @@ Result<std::int64_t> parse_duration_ms(std::string_view text, std::string_view w
 // "1048576", "512B", "64KiB", "1MiB", "1GiB", "1TiB" (powers of 1024) or "10KB", "1MB", "1GB",
 // "1TB" (powers of 1000). Unit letters are case-insensitive.
 Result<std::uint64_t> parse_bytes(std::string_view text, std::string_view what);
-
-// Milliseconds since the epoch, or ISO 8601 / RFC 3339: "2024-05-01", "2024-05-01T12:30:00",
-// "2024-05-01T12:30:00.250Z", "2024-05-01 12:30:00+02:00". No zone means UTC.
-Result<TimestampMs> parse_time_ms(std::string_view text, std::string_view what);
 
 // "2024-05-01T12:30:00.250Z".
 std::string format_time_iso(TimestampMs time_ms);

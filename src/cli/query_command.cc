@@ -8,6 +8,7 @@
 #include "cli/json.h"
 #include "cli/output.h"
 #include "cli/parse.h"
+#include "index/query_parameters.h"
 
 namespace msgstore::cli {
 namespace {
@@ -27,65 +28,40 @@ struct QueryFlags {
   CLI::Option* contains_option = nullptr;
 };
 
+// The flags become the shared query parameters (index/query_parameters.h), so the CLI and the
+// HTTP API parse predicates with one piece of code.
 Result<Query> make_query(const QueryFlags& flags) {
-  Query query;
-  query.stream = flags.stream;
-  if (flags.partition_option->count() > 0) {
-    auto partition = parse_unsigned(flags.partition, "--partition", limits::partitions_per_stream_max - 1);
-    if (!partition) return partition.status();
-    query.partition = static_cast<std::uint32_t>(*partition);
-  }
-  if (flags.from_time_option->count() > 0) {
-    auto time_ms = parse_time_ms(flags.from_time, "--from-time");
-    if (!time_ms) return time_ms.status();
-    query.from_time_ms = *time_ms;
-  }
-  if (flags.to_time_option->count() > 0) {
-    auto time_ms = parse_time_ms(flags.to_time, "--to-time");
-    if (!time_ms) return time_ms.status();
-    query.to_time_ms = *time_ms;
-  }
-  if (flags.from_offset_option->count() > 0) {
-    auto offset = parse_unsigned(flags.from_offset, "--from-offset");
-    if (!offset) return offset.status();
-    query.from_offset = *offset;
-  }
-  if (flags.to_offset_option->count() > 0) {
-    auto offset = parse_unsigned(flags.to_offset, "--to-offset");
-    if (!offset) return offset.status();
-    query.to_offset = *offset;
-  }
-  query.subject_pattern = flags.subject;
-  if (flags.key_option->count() > 0) query.key = flags.key;
+  index::QueryParameterList parameters;
+  const auto add_if = [&parameters](const CLI::Option* option, std::string_view name, const std::string& value) {
+    if (option->count() > 0) parameters.emplace_back(std::string(name), value);
+  };
+  add_if(flags.partition_option, "partition", flags.partition);
+  add_if(flags.from_time_option, "from_time", flags.from_time);
+  add_if(flags.to_time_option, "to_time", flags.to_time);
+  add_if(flags.from_offset_option, "from_offset", flags.from_offset);
+  add_if(flags.to_offset_option, "to_offset", flags.to_offset);
+  if (!flags.subject.empty()) parameters.emplace_back("subject", flags.subject);
+  add_if(flags.key_option, "key", flags.key);
   for (const std::string& header : flags.headers) {
     auto parsed = parse_header_assignment(header, "--header");
     if (!parsed) return parsed.status();
-    query.header_equals.push_back({std::string(parsed->name), std::string(parsed->value)});
+    parameters.emplace_back(std::string(index::header_parameter_prefix) + std::string(parsed->name), std::string(parsed->value));
   }
-  if (flags.contains_option->count() > 0) query.payload_contains = flags.contains;
-  query.order = flags.newest_first ? QueryOrder::newest_first : QueryOrder::oldest_first;
-  auto limit = parse_unsigned(flags.limit, "--limit", limits::query_results_max);
-  if (!limit) return limit.status();
-  query.limit = static_cast<std::size_t>(*limit);
-  query.cursor = flags.cursor;
-  query.allow_scan = flags.scan;
-  return query;
+  add_if(flags.contains_option, "contains", flags.contains);
+  if (flags.newest_first) parameters.emplace_back("order", "newest");
+  parameters.emplace_back("limit", flags.limit);
+  if (!flags.cursor.empty()) parameters.emplace_back("cursor", flags.cursor);
+  if (flags.scan) parameters.emplace_back("scan", "true");
+  auto request = index::parse_query_parameters(flags.stream, parameters, index::ParameterSpelling::command_line);
+  if (!request) return request.status();
+  return std::move(request->query);
 }
 
 std::string statistics_json(const QueryStatistics& statistics) {
-  return JsonObject()
-      .add("plan", statistics.plan)
-      .add("partitions_considered", statistics.partitions_considered)
-      .add("segments_considered", statistics.segments_considered)
-      .add("segments_skipped_by_range", statistics.segments_skipped_by_range)
-      .add("segments_skipped_by_filter", statistics.segments_skipped_by_filter)
-      .add("segments_read", statistics.segments_read)
-      .add("index_lookups", statistics.index_lookups)
-      .add("index_files_rebuilt", statistics.index_files_rebuilt)
-      .add("bytes_read", statistics.bytes_read)
-      .add("messages_examined", statistics.messages_examined)
-      .add("messages_matched", statistics.messages_matched)
-      .finish();
+  JsonObject object;
+  object.add("plan", statistics.plan);
+  index::for_each_query_statistic(statistics, [&object](std::string_view name, std::uint64_t value) { object.add(name, value); });
+  return object.finish();
 }
 
 int run_query_command(const GlobalOptions& global, const QueryFlags& flags) {

@@ -77,13 +77,13 @@ Result<Plan> plan_for(const Query& query, const QueryStream& stream) {
       return Status(ErrorCode::invalid_argument,
                     "header '" + wanted.name + "' is not indexed in stream '" + stream.name + "' (indexed headers: " +
                         (indexed.empty() ? "none" : indexed) +
-                        "); add it to the stream's indexed headers, or allow a scan (--scan)");
+                        "); add it to the stream's indexed headers, or allow a scan (--scan; scan=true over HTTP)");
     }
   }
   if (!configuration.enabled) {
     if (query.key && !query.allow_scan) {
       return Status(ErrorCode::invalid_argument, "stream '" + stream.name +
-                                                     "' has indexes disabled; a key lookup would scan the log (allow it with --scan)");
+                                                     "' has indexes disabled; a key lookup would scan the log (allow it with --scan; scan=true over HTTP)");
     }
     plan.description = "scan";
     return plan;

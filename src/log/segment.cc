@@ -1,6 +1,7 @@
 #include "log/segment.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 
@@ -8,6 +9,7 @@
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "log/format.h"
+#include "log/sync_latency.h"
 #include "msgstore/limits.h"
 
 namespace msgstore::log {
@@ -490,10 +492,20 @@ Status Segment::sync_index_files() {
   if (!index_files_healthy_) return Status::ok();
   MSGSTORE_RETURN_IF_ERROR(offset_index_file_->sync_data());
   return time_index_file_->sync_data();
+LatencyHistogram& data_sync_latency() {
+  static LatencyHistogram histogram;
+  return histogram;
+}
+
+Status Segment::sync_data() {
+  const auto started = std::chrono::steady_clock::now();
+  Status synced = log_file_->sync_data();
+  data_sync_latency().observe(std::chrono::steady_clock::now() - started);
+  return synced;
 }
 
 Status Segment::sync_sealed() {
-  MSGSTORE_RETURN_IF_ERROR(log_file_->sync_data());
+  MSGSTORE_RETURN_IF_ERROR(sync_data());
   if (!index_files_healthy_) {
     // Rewrite from memory so the sealed segment opens cheaply next time.
     if (!write_index_files().is_ok()) return Status::ok();

@@ -141,7 +141,8 @@ class Segment {
   // Writes a finished batch at the end. On failure nothing of it remains readable; on
   // no_space the file is cut back (a failure to cut back is reported as io_error).
   Status append(std::string_view batch, const BatchHeader& header);
-  Status sync_data() { return log_file_->sync_data(); }
+  // fdatasync of the log file, timed into log::data_sync_latency().
+  Status sync_data();
   // Appends the final time index entry, then syncs the log and the indexes.
   Status seal() {
     finish_sealing();

@@ -126,6 +126,24 @@ Result<std::int64_t> query_signed(const RequestContext& context, std::string_vie
   return value;
 }
 
+std::optional<std::vector<std::pair<std::string, std::string>>> query_pairs(std::string_view target) {
+  const std::size_t question = target.find('?');
+  std::string_view query = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  std::vector<std::pair<std::string, std::string>> pairs;
+  while (!query.empty()) {
+    const std::size_t ampersand = query.find('&');
+    const std::string_view pair = query.substr(0, ampersand);
+    query = ampersand == std::string_view::npos ? std::string_view() : query.substr(ampersand + 1);
+    if (pair.empty()) continue;
+    const std::size_t equals = pair.find('=');
+    auto name = percent_decode(pair.substr(0, equals), true);
+    auto value = percent_decode(equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1), true);
+    if (!name || !value) return std::nullopt;
+    pairs.emplace_back(std::move(*name), std::move(*value));
+  }
+  return pairs;
+}
+
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
   const auto hex = [](char character) -> int {
     if (character >= '0' && character <= '9') return character - '0';

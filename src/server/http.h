@@ -15,6 +15,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -85,6 +87,11 @@ std::string serialize_response(const http::response<http::string_body>& message)
 Result<std::uint64_t> query_unsigned(const RequestContext& context, std::string_view name, std::uint64_t default_value,
                                      std::uint64_t max);
 Result<std::int64_t> query_signed(const RequestContext& context, std::string_view name, std::int64_t default_value);
+
+// Every "name=value" pair of a request target's query string, decoded, in order, repeats kept
+// ("/v1/query?header.a=1&header.b=2"); nullopt on a bad percent escape. RequestContext::query
+// is built from it (the last value of a repeated name wins there).
+std::optional<std::vector<std::pair<std::string, std::string>>> query_pairs(std::string_view target);
 
 // "%2F" -> "/", "+" stays "+" in paths and becomes " " in queries. nullopt on a bad escape.
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space);

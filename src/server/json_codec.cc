@@ -158,12 +158,16 @@ Status apply_stream_config_json(const json::value& body, StreamConfig& config, b
   return Status::ok();
 }
 
-json::object message_to_json(const Message& message) {
+namespace {
+
+// Message and MessageView have the same fields (owned or viewed): one encoding for both.
+template <typename AnyMessage>
+json::object encode_message(const AnyMessage& message) {
   json::object object{{"offset", message.offset}, {"timestamp_ms", message.timestamp_ms}, {"subject", message.subject}};
   if (message.key) put_bytes(object, "key", "key_base64", *message.key);
   json::object headers;
   json::object headers_base64;
-  for (const Header& header : message.headers) {
+  for (const auto& header : message.headers) {
     if (is_valid_utf8(header.value) && is_valid_utf8(header.name)) {
       headers[header.name] = header.value;
     } else if (is_valid_utf8(header.name)) {
@@ -173,6 +177,17 @@ json::object message_to_json(const Message& message) {
   object["headers"] = std::move(headers);
   if (!headers_base64.empty()) object["headers_base64"] = std::move(headers_base64);
   put_bytes(object, "payload", "payload_base64", message.payload);
+  return object;
+}
+
+}  // namespace
+
+json::object message_to_json(const Message& message) { return encode_message(message); }
+json::object message_to_json(const MessageView& message) { return encode_message(message); }
+
+json::object located_message_to_json(std::string_view stream, std::uint32_t partition, const MessageView& message) {
+  json::object object{{"stream", stream}, {"partition", partition}};
+  for (auto& field : encode_message(message)) object.emplace(field.key(), std::move(field.value()));
   return object;
 }
 

@@ -35,6 +35,11 @@ Status apply_stream_config_json(const json::value& body, StreamConfig& config, b
 // header values) as text when valid UTF-8, else "payload_base64" ("key_base64",
 // "headers_base64":{name: base64}).
 json::object message_to_json(const Message& message);
+json::object message_to_json(const MessageView& message);
+
+// The same with its origin first: {"stream","partition","offset",...}; what the live streams
+// and the query endpoint send, since their messages come from several partitions or streams.
+json::object located_message_to_json(std::string_view stream, std::uint32_t partition, const MessageView& message);
 
 // A message decoded from a batch body, owning its bytes.
 struct DecodedMessage {

@@ -66,10 +66,7 @@ constexpr std::string_view live_parameters[] = {"offset", "time_ms", "from", "su
 // One message as the live endpoints send it: the read API's message object plus its origin.
 // Runs on the worker thread that read the message (LiveReaderOptions::encode).
 std::string live_message_text(const std::string& stream, std::uint32_t partition, const MessageView& message) {
-  json::object object{{"stream", stream}, {"partition", partition}};
-  json::object fields = message_to_json(message.to_message());
-  for (auto& field : fields) object.emplace(field.key(), std::move(field.value()));
-  return json::serialize(object);
+  return json::serialize(located_message_to_json(stream, partition, message));
 }
 
 // Decodes the start position, filters and resume position shared by SSE and WebSocket.
@@ -214,6 +211,7 @@ asio::awaitable<HttpResponse> server_sent_events(RequestContext& context) {
   taken.connection_taken_over = true;
   auto [error, bytes] = co_await http::async_write_header(context.stream, serializer, use_tuple);
   if (error) co_return taken;
+  const Metrics::LiveSubscriber counted(context.server.metrics(), LiveProtocol::server_sent_events);
   (void)co_await (stream_events(context, reader) || watch_for_close(context.stream));
   boost::system::error_code ignored;
   context.stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -408,6 +406,8 @@ asio::awaitable<HttpResponse> websocket_stream(RequestContext& context) {
   if (error) co_return taken;
 
   WebSocketState state(co_await asio::this_coro::executor);
+  std::optional<Metrics::LiveSubscriber> counted;
+  if (reader) counted.emplace(context.server.metrics(), LiveProtocol::websocket);
   co_await (websocket_reader(socket, state) && websocket_writer(context, socket, state, reader.get(), open_error));
   co_return taken;
 }

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "log/sync_latency.h"
+
 namespace msgstore::server {
 namespace {
 
@@ -70,26 +72,21 @@ std::string_view reject_reason_name(RejectReason reason) {
   return "unknown";
 }
 
-void Histogram::observe(double seconds) {
-  std::size_t bucket = 0;
-  while (bucket < bucket_bounds_seconds.size() && seconds > bucket_bounds_seconds[bucket]) ++bucket;
-  buckets_[bucket].fetch_add(1);
-  count_.fetch_add(1);
-  sum_nanoseconds_.fetch_add(static_cast<std::uint64_t>(seconds * 1e9));
-}
-
-void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+void render_histogram(std::string& out, std::string_view name, std::string_view labels, const Histogram& histogram) {
+  const Histogram::Snapshot snapshot = histogram.snapshot();
   const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
   std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < bucket_bounds_seconds.size(); ++i) {
-    cumulative += buckets_[i].load();
-    sample(out, std::string(name) + "_bucket", prefix + "le=\"" + format_bound(bucket_bounds_seconds[i]) + "\"", cumulative);
+  for (std::size_t i = 0; i < Histogram::bucket_bounds_seconds.size(); ++i) {
+    cumulative += snapshot.buckets[i];
+    sample(out, std::string(name) + "_bucket", prefix + "le=\"" + format_bound(Histogram::bucket_bounds_seconds[i]) + "\"",
+           cumulative);
   }
-  cumulative += buckets_.back().load();
+  cumulative += snapshot.buckets.back();
   sample(out, std::string(name) + "_bucket", prefix + "le=\"+Inf\"", cumulative);
   char sum[64];
-  std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(sum_nanoseconds_.load()) / 1e9);
+  std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(snapshot.sum_nanoseconds) / 1e9);
   out += std::string(name) + "_sum" + (labels.empty() ? "" : "{" + std::string(labels) + "}") + " " + sum + "\n";
+  // The count is the buckets' total, so _count always equals the +Inf bucket.
   sample(out, std::string(name) + "_count", labels, cumulative);
 }
 
@@ -100,10 +97,11 @@ void Metrics::request_finished(std::string_view method, std::string_view route, 
     metrics = &routes_[{std::string(method), std::string(route)}];  // std::map nodes never move
     ++metrics->responses_by_status[status];
   }
-  metrics->latency.observe(seconds);
+  metrics->latency.observe_seconds(seconds);
 }
 
-std::string Metrics::render(const broker::BrokerStatistics& broker, const std::vector<StreamInfo>& streams) const {
+std::string Metrics::render(const broker::BrokerStatistics& broker, const std::vector<StreamInfo>& streams,
+                            const std::vector<ConsumerInfo>& consumers) const {
   std::string out;
   header(out, "msgstore_http_connections", "gauge", "Open client connections.");
   sample(out, "msgstore_http_connections", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, connections_open_.load())));
@@ -133,10 +131,22 @@ std::string Metrics::render(const broker::BrokerStatistics& broker, const std::v
     header(out, "msgstore_http_request_duration_seconds", "histogram",
            "Time from a request's last header byte to its response being sent, by method and route template.");
     for (const auto& entry : routes_) {
-      entry.second.latency.render(out, "msgstore_http_request_duration_seconds",
-                                  "method=\"" + entry.first.first + "\",route=\"" + label_value(entry.first.second) + "\"");
+      render_histogram(out, "msgstore_http_request_duration_seconds",
+                       "method=\"" + entry.first.first + "\",route=\"" + label_value(entry.first.second) + "\"",
+                       entry.second.latency);
     }
   }
+  header(out, "msgstore_live_subscribers", "gauge", "Open live subscribers (Server-Sent Events and WebSocket), by protocol.");
+  sample(out, "msgstore_live_subscribers", "protocol=\"sse\"",
+         static_cast<std::uint64_t>(std::max<std::int64_t>(0, live_subscribers(LiveProtocol::server_sent_events))));
+  sample(out, "msgstore_live_subscribers", "protocol=\"websocket\"",
+         static_cast<std::uint64_t>(std::max<std::int64_t>(0, live_subscribers(LiveProtocol::websocket))));
+  header(out, "msgstore_publish_duration_seconds", "histogram",
+         "Publish calls (all front ends) from entering the worker queue to the store's answer, fsync included.");
+  render_histogram(out, "msgstore_publish_duration_seconds", "", broker.publish_latency);
+  header(out, "msgstore_fsync_duration_seconds", "histogram",
+         "fdatasync calls on partition log segments (group commit, interval syncs, segment seals), whole process.");
+  render_histogram(out, "msgstore_fsync_duration_seconds", "", log::data_sync_latency());
   single(out, "msgstore_published_messages_total", "counter", "Messages published (all front ends).",
          broker.published_messages.load());
   single(out, "msgstore_published_payload_bytes_total", "counter", "Payload bytes published.", broker.published_bytes.load());
@@ -146,6 +156,8 @@ std::string Metrics::render(const broker::BrokerStatistics& broker, const std::v
   single(out, "msgstore_fetched_payload_bytes_total", "counter", "Payload bytes returned by reads.",
          broker.fetched_bytes.load());
   single(out, "msgstore_long_poll_waits_total", "counter", "Reads that waited for new data.", broker.long_poll_waits.load());
+  single(out, "msgstore_queries_total", "counter", "Query calls (failed ones included).", broker.queries.load());
+  single(out, "msgstore_queried_messages_total", "counter", "Messages returned by queries.", broker.queried_messages.load());
   single(out, "msgstore_worker_calls_in_flight", "gauge", "Blocking store calls queued or running.",
          broker.worker_in_flight.load());
   single(out, "msgstore_worker_rejections_total", "counter", "Blocking store calls refused because the queue was full.",
@@ -164,6 +176,25 @@ std::string Metrics::render(const broker::BrokerStatistics& broker, const std::v
   }
   header(out, "msgstore_stream_partitions", "gauge", "Partitions per stream.");
   for (const StreamInfo& info : streams) sample(out, "msgstore_stream_partitions", "stream=\"" + label_value(info.config.name) + "\"", info.partitions.size());
+
+  const auto consumer_labels = [](const ConsumerInfo& info) {
+    return "stream=\"" + label_value(info.stream) + "\",consumer=\"" + label_value(info.config.name) + "\"";
+  };
+  header(out, "msgstore_consumer_pending_messages", "gauge",
+         "Messages a durable consumer delivered and not yet acked (out now or waiting for redelivery).");
+  for (const ConsumerInfo& info : consumers) sample(out, "msgstore_consumer_pending_messages", consumer_labels(info), info.pending);
+  header(out, "msgstore_consumer_lag_messages", "gauge",
+         "Messages after a durable consumer's delivered position up to the high watermark (not yet delivered).");
+  for (const ConsumerInfo& info : consumers) sample(out, "msgstore_consumer_lag_messages", consumer_labels(info), info.lag);
+  header(out, "msgstore_consumer_redelivered_messages", "gauge", "Pending messages of a durable consumer delivered more than once.");
+  for (const ConsumerInfo& info : consumers) {
+    sample(out, "msgstore_consumer_redelivered_messages", consumer_labels(info), info.redelivered);
+  }
+  header(out, "msgstore_consumer_dead_lettered_total", "counter",
+         "Messages a durable consumer moved to its dead-letter stream since the store opened.");
+  for (const ConsumerInfo& info : consumers) {
+    sample(out, "msgstore_consumer_dead_lettered_total", consumer_labels(info), info.dead_lettered);
+  }
   return out;
 }
 

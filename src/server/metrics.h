@@ -17,7 +17,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/latency_histogram.h"
 #include "broker/broker.h"
+#include "msgstore/consumer.h"
 #include "msgstore/stream.h"
 
 namespace msgstore::server {
@@ -34,19 +36,14 @@ enum class RejectReason : std::uint8_t {
 };
 std::string_view reject_reason_name(RejectReason reason);
 
-class Histogram {
- public:
-  static constexpr std::array<double, 15> bucket_bounds_seconds = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
-  void observe(double seconds);
-  // Appends the _bucket/_sum/_count lines; `labels` is "" or `a="x",b="y"`.
-  void render(std::string& out, std::string_view name, std::string_view labels) const;
+// Request, publish and fsync latencies: fixed buckets, atomics only (base/latency_histogram.h).
+using Histogram = LatencyHistogram;
 
- private:
-  std::array<std::atomic<std::uint64_t>, bucket_bounds_seconds.size() + 1> buckets_{};  // last = +Inf
-  std::atomic<std::uint64_t> count_{0};
-  std::atomic<std::uint64_t> sum_nanoseconds_{0};
-};
+// Appends a histogram's _bucket/_sum/_count lines; `labels` is "" or `a="x",b="y"`.
+void render_histogram(std::string& out, std::string_view name, std::string_view labels, const Histogram& histogram);
+
+// The live endpoints, a label of msgstore_live_subscribers.
+enum class LiveProtocol : std::uint8_t { server_sent_events, websocket, count_ };  // count_ last
 
 class Metrics {
  public:
@@ -57,11 +54,32 @@ class Metrics {
   void request_bytes(std::uint64_t bytes) { request_bytes_.fetch_add(bytes); }
   void response_bytes(std::uint64_t bytes) { response_bytes_.fetch_add(bytes); }
 
+  // An open live subscriber (SSE or WebSocket), counted while the guard lives.
+  class LiveSubscriber {
+   public:
+    LiveSubscriber(Metrics& metrics, LiveProtocol protocol) : metrics_(metrics), protocol_(protocol) {
+      metrics_.live_subscribers_[static_cast<std::size_t>(protocol_)].fetch_add(1);
+    }
+    ~LiveSubscriber() { metrics_.live_subscribers_[static_cast<std::size_t>(protocol_)].fetch_sub(1); }
+    LiveSubscriber(const LiveSubscriber&) = delete;
+    LiveSubscriber& operator=(const LiveSubscriber&) = delete;
+
+   private:
+    Metrics& metrics_;
+    LiveProtocol protocol_;
+  };
+  std::uint64_t live_subscribers(LiveProtocol protocol) const {
+    return live_subscribers_[static_cast<std::size_t>(protocol)].load();
+  }
+
   // One finished request: `route` is the route template ("unmatched" if none).
   void request_finished(std::string_view method, std::string_view route, unsigned status, double seconds);
 
-  // The whole exposition: server metrics, broker statistics, and store gauges from `streams`.
-  std::string render(const broker::BrokerStatistics& broker, const std::vector<StreamInfo>& streams) const;
+  // The whole exposition: server metrics, broker statistics, the log's fsync latency
+  // (log/sync_latency.h), store gauges from `streams` and per-consumer gauges from `consumers`
+  // (stream and consumer labels: bounded by limits::streams_max x consumers_per_stream_max).
+  std::string render(const broker::BrokerStatistics& broker, const std::vector<StreamInfo>& streams,
+                     const std::vector<ConsumerInfo>& consumers) const;
 
  private:
   struct RouteMetrics {
@@ -73,6 +91,7 @@ class Metrics {
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(RejectReason::count_)> rejected_{};
   std::atomic<std::uint64_t> request_bytes_{0};
   std::atomic<std::uint64_t> response_bytes_{0};
+  std::array<std::atomic<std::int64_t>, static_cast<std::size_t>(LiveProtocol::count_)> live_subscribers_{};
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, RouteMetrics> routes_;  // (method, route)
 };

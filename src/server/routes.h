@@ -13,6 +13,7 @@ void register_stream_routes(Router& router, ServerContext& context);  // streams
 void register_consumer_routes(Router& router, ServerContext& context);  // durable consumers
 
 void register_live_routes(Router& router, ServerContext& context);    // SSE and WebSocket live streams
+void register_query_routes(Router& router, ServerContext& context);   // queries (key, subject, headers, time)
 
 void register_all_routes(Router& router, ServerContext& context);
 

@@ -42,20 +42,12 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// Splits "a=1&b=x%20y" into decoded pairs; nullopt on a bad escape.
-std::optional<QueryParameters> parse_query(std::string_view query) {
+// "a=1&b=x%20y" as a map (the last value of a repeated name wins); nullopt on a bad escape.
+std::optional<QueryParameters> parse_query(std::string_view target) {
+  auto pairs = query_pairs(target);
+  if (!pairs) return std::nullopt;
   QueryParameters parameters;
-  while (!query.empty()) {
-    const std::size_t ampersand = query.find('&');
-    const std::string_view pair = query.substr(0, ampersand);
-    query = ampersand == std::string_view::npos ? std::string_view() : query.substr(ampersand + 1);
-    if (pair.empty()) continue;
-    const std::size_t equals = pair.find('=');
-    auto name = percent_decode(pair.substr(0, equals), true);
-    auto value = percent_decode(equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1), true);
-    if (!name || !value) return std::nullopt;
-    parameters[std::move(*name)] = std::move(*value);
-  }
+  for (auto& [name, value] : *pairs) parameters[std::move(name)] = std::move(value);
   return parameters;
 }
 
@@ -416,7 +408,7 @@ asio::awaitable<HttpResponse> ServerImpl::dispatch(const HttpRequest& request, b
   Router::Match match = router_.match(request.method(), path);
   std::string_view route = match.route_template.empty() ? std::string_view("unmatched") : match.route_template;
   HttpResponse response;
-  auto query = parse_query(question == std::string_view::npos ? std::string_view() : target.substr(question + 1));
+  auto query = parse_query(target);
   if (match.bad_escape || !query) {
     response = error_response(context, Status(ErrorCode::invalid_argument, "invalid percent escape in the request target"));
   } else if (match.handler == nullptr && match.path_known) {

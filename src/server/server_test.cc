@@ -3,6 +3,12 @@
 #include <sstream>
 
 #include <boost/beast/http/write.hpp>
+#include <set>
+#include <tuple>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
@@ -10,7 +16,11 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/json_codec.h"
+#include "log/sync_latency.h"
 #include "server/router.h"
+#include "server/routes.h"
+#include "server/server_context.h"
+#include "support/temporary_directory.h"
 
 namespace msgstore::server {
 namespace {
@@ -212,6 +222,10 @@ TEST(JsonCodecTest, StreamConfigRoundTripAndUpdateRules) {
   EXPECT_FALSE(apply_stream_config_json(json::parse(R"({"colour":"red"})"), config, true).is_ok());
   EXPECT_FALSE(apply_stream_config_json(json::parse(R"({"fsync":"sometimes"})"), config, true).is_ok());
   EXPECT_FALSE(apply_stream_config_json(json::parse(R"([1,2])"), config, true).is_ok());
+  ASSERT_TRUE(apply_stream_config_json(json::parse(R"({"indexed_headers":["region"],"indexes_enabled":true})"), config, true).is_ok());
+  EXPECT_EQ(config.indexed_headers, std::vector<std::string>{"region"});
+  EXPECT_FALSE(apply_stream_config_json(json::parse(R"({"indexed_headers":"region"})"), config, true).is_ok());
+  EXPECT_FALSE(apply_stream_config_json(json::parse(R"({"indexes_enabled":1})"), config, true).is_ok());
 }
 
 TEST(JsonCodecTest, MessagesUseTextOrBase64) {
@@ -273,6 +287,240 @@ TEST(JsonCodecTest, BatchErrorsNameTheMessage) {
   EXPECT_EQ(too_many.status().code(), ErrorCode::limit_exceeded);
   auto too_many_lines = decode_batch("{}\n{}\n{}\n", true, "s", 2, &index);
   EXPECT_EQ(too_many_lines.status().code(), ErrorCode::limit_exceeded);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Handlers in process: the real routes over a real Store and Broker, called as the session
+// calls them (route match, path and query parameters), without sockets.
+
+class InProcessServerTest : public ::testing::Test {
+ protected:
+  InProcessServerTest() {
+    StoreOptions options;
+    options.background_maintenance = false;
+    store_ = Store::open(directory_.path() / "data", options).value();
+    broker_ = std::make_unique<broker::Broker>(*store_, broker::BrokerOptions{.worker_threads = 4, .worker_queue_max = 64});
+    context_ = std::make_unique<ServerContext>(config_, *store_, *broker_, metrics_);
+    register_all_routes(router_, *context_);
+  }
+  ~InProcessServerTest() override {
+    context_.reset();
+    broker_.reset();
+    EXPECT_TRUE(store_->close().is_ok());
+  }
+
+  struct Reply {
+    unsigned status = 0;
+    std::string body;
+    json::value json() const { return json::parse(body); }
+  };
+
+  Reply call(http::verb method, std::string target, std::string body = {}, std::string content_type = "application/json") {
+    HttpRequest request{method, target, 11};
+    request.body() = std::move(body);
+    request.set(http::field::content_type, content_type);
+    request.prepare_payload();
+    asio::io_context loop;
+    beast::tcp_stream stream(loop);
+    beast::flat_buffer buffer;
+    const std::string_view path = std::string_view(target).substr(0, target.find('?'));
+    Router::Match match = router_.match(method, path);
+    EXPECT_NE(match.handler, nullptr) << target;
+    if (match.handler == nullptr) return {};
+    RequestContext context{request, path, std::move(match.path_parameters), {}, stream, buffer, *context_};
+    const auto pairs = query_pairs(target);
+    EXPECT_TRUE(pairs.has_value()) << target;
+    if (pairs) {
+      for (const auto& pair : *pairs) context.query[pair.first] = pair.second;
+    }
+    std::optional<HttpResponse> response;
+    asio::co_spawn(loop, [&]() -> asio::awaitable<void> { response.emplace(co_await (*match.handler)(context)); }, asio::detached);
+    loop.run();
+    EXPECT_TRUE(response.has_value());
+    return {response->message.result_int(), response->message.body()};
+  }
+  Reply get(std::string target) { return call(http::verb::get, std::move(target)); }
+
+  // 60 messages in "orders" (3 partitions by key k0..k9; subjects alternate created/paid;
+  // region eu/us; timestamps 1000..1059) and 5 in "audit", which has the same keys.
+  void publish_fixture() {
+    ASSERT_EQ(call(http::verb::post, "/v1/streams",
+                   R"({"name":"orders","subjects":["orders.>"],"partitions":3,"indexed_headers":["region"]})").status, 201u);
+    ASSERT_EQ(call(http::verb::post, "/v1/streams", R"({"name":"audit","subjects":["audit.>"]})").status, 201u);
+    json::array messages;
+    for (int i = 0; i < 60; ++i) {
+      messages.push_back(json::object{{"subject", i % 2 == 0 ? "orders.created" : "orders.paid"},
+                                      {"key", "k" + std::to_string(i % 10)},
+                                      {"headers", json::object{{"region", i % 3 == 0 ? "eu" : "us"}, {"colour", "red"}}},
+                                      {"timestamp_ms", 1000 + i},
+                                      {"payload", "order " + std::to_string(i)}});
+    }
+    ASSERT_EQ(call(http::verb::post, "/v1/streams/orders/batch", json::serialize(json::object{{"messages", messages}})).status, 200u);
+    json::array audit;
+    for (int i = 0; i < 5; ++i) audit.push_back(json::object{{"subject", "audit.entry"}, {"key", "k" + std::to_string(i)}, {"payload", "a"}});
+    ASSERT_EQ(call(http::verb::post, "/v1/streams/audit/batch", json::serialize(json::object{{"messages", audit}})).status, 200u);
+  }
+
+  // The error code of a 4xx/5xx reply, or "" if the body is not the error shape.
+  static std::string error_code(const Reply& reply) {
+    const json::value body = reply.json();
+    if (!body.is_object() || !body.as_object().contains("error")) return "";
+    return std::string(body.at("error").at("code").as_string());
+  }
+
+  using Location = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // stream, partition, offset
+  static std::vector<Location> locations(const json::value& body) {
+    std::vector<Location> out;
+    for (const json::value& message : body.at("messages").as_array()) {
+      out.emplace_back(std::string(message.at("stream").as_string()), message.at("partition").to_number<std::uint64_t>(),
+                       message.at("offset").to_number<std::uint64_t>());
+    }
+    return out;
+  }
+
+  msgstore::testing::TemporaryDirectory directory_;
+  ServerConfig config_;
+  Metrics metrics_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<ServerContext> context_;
+  Router router_;
+};
+
+TEST_F(InProcessServerTest, QueryByKeyHeaderSubjectAndTime) {
+  publish_fixture();
+  const Reply by_key = get("/v1/streams/orders/query?key=k3&explain=true");
+  ASSERT_EQ(by_key.status, 200u) << by_key.body;
+  const json::value key_body = by_key.json();
+  ASSERT_EQ(key_body.at("messages").as_array().size(), 6u);
+  for (const json::value& message : key_body.at("messages").as_array()) {
+    EXPECT_EQ(message.at("key").as_string(), "k3");
+    EXPECT_EQ(message.at("stream").as_string(), "orders");
+  }
+  EXPECT_TRUE(key_body.at("next_cursor").is_null());
+  EXPECT_EQ(key_body.at("statistics").at("plan").as_string(), "key index");
+  EXPECT_EQ(key_body.at("statistics").at("messages_matched").to_number<std::uint64_t>(), 6u);
+
+  const json::value by_header = get("/v1/streams/orders/query?header.region=eu&explain=1").json();
+  EXPECT_EQ(by_header.at("messages").as_array().size(), 20u);
+  for (const json::value& message : by_header.at("messages").as_array()) EXPECT_EQ(message.at("headers").at("region").as_string(), "eu");
+  EXPECT_NE(std::string(by_header.at("statistics").at("plan").as_string()).find("header index"), std::string::npos);
+
+  const json::value two_headers = get("/v1/streams/orders/query?header.region=eu&header.colour=red&scan=true").json();
+  EXPECT_EQ(two_headers.at("messages").as_array().size(), 20u);
+  EXPECT_FALSE(two_headers.as_object().contains("statistics"));
+
+  const json::value paid = get("/v1/streams/orders/query?subject=orders.paid").json();
+  EXPECT_EQ(paid.at("messages").as_array().size(), 30u);
+  for (const json::value& message : paid.at("messages").as_array()) EXPECT_EQ(message.at("subject").as_string(), "orders.paid");
+  EXPECT_EQ(get("/v1/streams/orders/query?subject=orders.*").json().at("messages").as_array().size(), 60u);
+
+  const json::value window = get("/v1/streams/orders/query?from_time_ms=1010&to_time_ms=1020").json();
+  ASSERT_EQ(window.at("messages").as_array().size(), 10u);
+  for (const json::value& message : window.at("messages").as_array()) {
+    const auto timestamp = message.at("timestamp_ms").to_number<std::int64_t>();
+    EXPECT_GE(timestamp, 1010);
+    EXPECT_LT(timestamp, 1020);
+  }
+  // RFC 3339 names the same window.
+  const json::value rfc3339 = get("/v1/streams/orders/query?from_time=1970-01-01T00:00:01.010Z&to_time=1970-01-01T00:00:01.020Z").json();
+  EXPECT_EQ(locations(rfc3339), locations(window));
+  // Every stream: the key is in both.
+  const json::value everywhere = get("/v1/query?key=k3").json();
+  std::set<std::string> streams;
+  for (const json::value& message : everywhere.at("messages").as_array()) streams.insert(std::string(message.at("stream").as_string()));
+  EXPECT_EQ(everywhere.at("messages").as_array().size(), 7u);
+  EXPECT_EQ(streams, (std::set<std::string>{"audit", "orders"}));
+}
+
+TEST_F(InProcessServerTest, QueryPagesWithCursorUntilExhaustedEqualTheFullScan) {
+  publish_fixture();
+  const std::vector<Location> full = locations(get("/v1/query?subject=>&limit=1000").json());
+  ASSERT_EQ(full.size(), 65u);
+  std::vector<Location> paged;
+  std::string cursor;
+  for (int page = 0; page < 100; ++page) {
+    const Reply reply = get("/v1/query?subject=%3E&limit=7" + (cursor.empty() ? std::string() : "&cursor=" + cursor));
+    ASSERT_EQ(reply.status, 200u) << reply.body;
+    const json::value body = reply.json();
+    const auto found = locations(body);
+    EXPECT_LE(found.size(), 7u);
+    paged.insert(paged.end(), found.begin(), found.end());
+    if (body.at("next_cursor").is_null()) break;
+    cursor = std::string(body.at("next_cursor").as_string());  // base64url: safe in a query string
+  }
+  EXPECT_EQ(paged, full);
+
+  // Newest first: one partition, offsets descending; the cursor pages the same way.
+  const json::value newest = get("/v1/streams/orders/query?partition=1&order=newest&limit=3").json();
+  const auto first_page = locations(newest);
+  ASSERT_EQ(first_page.size(), 3u);
+  EXPECT_GT(std::get<2>(first_page[0]), std::get<2>(first_page[1]));
+  EXPECT_GT(std::get<2>(first_page[1]), std::get<2>(first_page[2]));
+  const json::value next = get("/v1/streams/orders/query?partition=1&order=newest&limit=3&cursor=" +
+                               std::string(newest.at("next_cursor").as_string())).json();
+  EXPECT_LT(std::get<2>(locations(next).front()), std::get<2>(first_page.back()));
+}
+
+TEST_F(InProcessServerTest, QueryBadInputIsAClearError) {
+  publish_fixture();
+  const auto expect_error = [&](const std::string& target, unsigned status, std::string_view code, std::string_view mentions) {
+    const Reply reply = get(target);
+    EXPECT_EQ(reply.status, status) << target << " " << reply.body;
+    EXPECT_EQ(error_code(reply), code) << target;
+    EXPECT_NE(reply.body.find(mentions), std::string::npos) << target << " " << reply.body;
+  };
+  expect_error("/v1/streams/nowhere/query?key=a", 404, "stream_not_found", "nowhere");
+  expect_error("/v1/streams/orders/query?cursor=not-a-cursor", 400, "invalid_argument", "malformed cursor");
+  const std::string other_cursor =
+      std::string(get("/v1/streams/orders/query?limit=1").json().at("next_cursor").as_string());
+  expect_error("/v1/streams/orders/query?limit=1&key=k1&cursor=" + other_cursor, 400, "invalid_argument", "different query");
+  expect_error("/v1/streams/orders/query?from_offset=5&to_offset=5", 400, "invalid_argument", "offset range");
+  expect_error("/v1/streams/orders/query?from_time_ms=9&to_time_ms=3", 400, "invalid_argument", "time range");
+  expect_error("/v1/streams/orders/query?subject=orders.%3E.x", 400, "invalid_argument", "subject pattern");
+  expect_error("/v1/streams/orders/query?header.colour=red", 400, "invalid_argument", "not indexed");
+  expect_error("/v1/streams/orders/query?keys=a", 400, "invalid_argument", "unknown query parameter keys");
+  expect_error("/v1/streams/orders/query?key=a&key=b", 400, "invalid_argument", "more than once");
+  expect_error("/v1/streams/orders/query?limit=0", 400, "invalid_argument", "limit");
+  expect_error("/v1/streams/orders/query?limit=100001", 400, "invalid_argument", "limit");
+  expect_error("/v1/streams/orders/query?order=sideways", 400, "invalid_argument", "order");
+  expect_error("/v1/streams/orders/query?from_time=yesterday", 400, "invalid_argument", "from_time");
+  expect_error("/v1/streams/orders/query?from_time=1&from_time_ms=1", 400, "invalid_argument", "not both");
+  expect_error("/v1/streams/orders/query?partition=7", 404, "partition_not_found", "partition");
+  expect_error("/v1/streams/orders/query?scan=maybe", 400, "invalid_argument", "scan");
+  // The same header with scan allowed is a scan, not an error.
+  EXPECT_EQ(get("/v1/streams/orders/query?header.colour=red&scan=true").json().at("messages").as_array().size(), 60u);
+}
+
+TEST_F(InProcessServerTest, MetricsHaveFsyncPublishConsumerAndLiveSeries) {
+  const std::uint64_t syncs_before = log::data_sync_latency().snapshot().count;
+  ASSERT_EQ(call(http::verb::post, "/v1/streams", R"({"name":"orders","subjects":["orders.>"]})").status, 201u);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(call(http::verb::post, "/v1/streams/orders/messages", "x", "text/plain").status, 200u);
+  ASSERT_TRUE(store_->consumers().create("orders", {.name = "billing"}).is_ok());
+  auto fetched = store_->consumers().fetch("orders", "billing", {.max_messages = 2});
+  ASSERT_TRUE(fetched.is_ok());
+  ASSERT_EQ(fetched->size(), 2u);
+  const Metrics::LiveSubscriber live(metrics_, LiveProtocol::websocket);
+  EXPECT_GE(log::data_sync_latency().snapshot().count, syncs_before + 3);  // fsync=always: one per publish at least
+
+  const Reply reply = get("/metrics");
+  ASSERT_EQ(reply.status, 200u);
+  const std::string& text = reply.body;
+  const auto value_of = [&](const std::string& series) -> std::optional<double> {
+    const std::size_t at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(text.substr(at + series.size() + 2));
+  };
+  EXPECT_GE(value_of("msgstore_fsync_duration_seconds_count").value_or(0), 3.0);
+  EXPECT_GT(value_of("msgstore_fsync_duration_seconds_sum").value_or(0), 0.0);
+  EXPECT_EQ(value_of("msgstore_fsync_duration_seconds_bucket{le=\"+Inf\"}"), value_of("msgstore_fsync_duration_seconds_count"));
+  EXPECT_EQ(value_of("msgstore_publish_duration_seconds_count"), 3.0);
+  EXPECT_EQ(value_of("msgstore_consumer_pending_messages{stream=\"orders\",consumer=\"billing\"}"), 2.0);
+  EXPECT_EQ(value_of("msgstore_consumer_lag_messages{stream=\"orders\",consumer=\"billing\"}"), 1.0);
+  EXPECT_EQ(value_of("msgstore_consumer_redelivered_messages{stream=\"orders\",consumer=\"billing\"}"), 0.0);
+  EXPECT_EQ(value_of("msgstore_live_subscribers{protocol=\"websocket\"}"), 1.0);
+  EXPECT_EQ(value_of("msgstore_live_subscribers{protocol=\"sse\"}"), 0.0);
 }
 
 }  // namespace

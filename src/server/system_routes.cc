@@ -22,19 +22,29 @@ asio::awaitable<HttpResponse> readyz(RequestContext& context) {
   co_return json_response(context, http::status::ok, json::object{{"status", "ready"}, {"streams", streams->size()}});
 }
 
+// What /metrics reads from the store, in one worker call.
+struct StoreGauges {
+  std::vector<StreamInfo> streams;
+  std::vector<ConsumerInfo> consumers;
+};
+
 asio::awaitable<HttpResponse> metrics(RequestContext& context) {
   Store& store = context.server.store();
-  auto streams = co_await context.server.broker().run_blocking([&store] {
-    std::vector<StreamInfo> infos;
+  auto gauges = co_await context.server.broker().run_blocking([&store] {
+    StoreGauges gauges;
     for (const StreamConfig& config : store.list_streams()) {
       auto info = store.describe_stream(config.name);
-      if (info) infos.push_back(std::move(*info));  // deleted meanwhile: skip it
+      if (!info) continue;  // deleted meanwhile: skip it
+      gauges.streams.push_back(std::move(*info));
+      auto consumers = store.consumers().list(config.name);
+      if (!consumers) continue;  // the stream went meanwhile
+      for (ConsumerInfo& consumer : *consumers) gauges.consumers.push_back(std::move(consumer));
     }
-    return Result<std::vector<StreamInfo>>(std::move(infos));
+    return Result<StoreGauges>(std::move(gauges));
   });
-  if (!streams) co_return error_response(context, streams.status());
+  if (!gauges) co_return error_response(context, gauges.status());
   co_return text_response(context, http::status::ok,
-                          context.server.metrics().render(context.server.broker().statistics(), *streams),
+                          context.server.metrics().render(context.server.broker().statistics(), gauges->streams, gauges->consumers),
                           "text/plain; version=0.0.4; charset=utf-8");
 }
 

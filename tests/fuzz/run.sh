@@ -9,7 +9,7 @@ build=build/fuzz
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
   -DMSGSTORE_BUILD_FUZZ=ON -DMSGSTORE_BUILD_TESTS=OFF -DMSGSTORE_BUILD_BENCH=OFF >/dev/null
-targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor)
+targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor query_parameters)
 cmake --build "$build" --target "${targets[@]/%/_fuzz}"
 for target in "${targets[@]}"; do
   work="$build/corpus-$target"
