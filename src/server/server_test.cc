@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
+#include "base/text_encoding.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/json_codec.h"
@@ -295,6 +296,25 @@ TEST(JsonCodecTest, ConsumerBodies) {
   EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":["s/0/1/1"],"delay_ms":5})"), false).is_ok());
   EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":[]})"), false).is_ok());
   EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":[1]})"), false).is_ok());
+}
+
+}  // namespace
+}  // namespace msgstore::server
+
+namespace msgstore::server {
+namespace {
+
+// Regression (found by http_request_fuzz): "GET /v1/s\x88..." was answered 404 with the raw
+// path bytes inside the JSON error message, which made the body invalid UTF-8, i.e. not JSON.
+TEST(HttpErrorTest, ErrorBodiesAreValidJsonWhateverBytesTheyEcho) {
+  const std::string body = error_body(Status(ErrorCode::not_found, "no such endpoint: /v1/s\x88\x8d\x9a"),
+                                      {{"stream", "bad\xff"}, {"nested", json::object{{"key\xfe", json::array{"\xc3"}}}}});
+  EXPECT_TRUE(is_valid_utf8(body));
+  boost::system::error_code error;
+  const json::value parsed = json::parse(body, error);
+  ASSERT_FALSE(error) << body;
+  EXPECT_EQ(parsed.at("error").at("message").as_string(), "no such endpoint: /v1/s\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(parsed.at("error").at("details").at("stream").as_string(), "bad\xEF\xBF\xBD");
 }
 
 }  // namespace

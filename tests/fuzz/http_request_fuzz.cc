@@ -38,6 +38,7 @@
 
 #include "broker/broker.h"
 #include "io/fault_file_system.h"
+#include "msgstore/consumer.h"
 #include "msgstore/store.h"
 #include "server/config.h"
 #include "server/dispatcher.h"
