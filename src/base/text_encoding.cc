@@ -45,6 +45,23 @@ bool is_valid_utf8(std::string_view text) {
   return true;
 }
 
+std::string to_valid_utf8(std::string_view text) {
+  if (is_valid_utf8(text)) return std::string(text);
+  std::string valid;
+  valid.reserve(text.size() + 8);
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t length = utf8_sequence_bytes(text, at);
+    if (length == 0) {
+      valid += "\xEF\xBF\xBD";
+      ++at;
+    } else {
+      valid.append(text.substr(at, length));
+      at += length;
+    }
+  }
+  return valid;
+}
+
 std::string base64_encode(std::string_view bytes) {
   static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;

@@ -18,6 +18,10 @@ std::size_t utf8_sequence_bytes(std::string_view text, std::size_t at);
 // True if all of `text` is well-formed UTF-8.
 bool is_valid_utf8(std::string_view text);
 
+// `text` with every byte that does not start a well-formed UTF-8 sequence replaced by U+FFFD
+// (EF BF BD): for text that must be valid UTF-8 (JSON strings) but may echo client bytes.
+std::string to_valid_utf8(std::string_view text);
+
 std::string base64_encode(std::string_view bytes);
 
 // Decodes standard base64, with or without padding. Whitespace, the URL-safe alphabet, stray

@@ -33,3 +33,17 @@ TEST(TextEncodingTest, Base64RoundTripsEveryByte) {
 
 }  // namespace
 }  // namespace msgstore
+
+namespace msgstore {
+namespace {
+
+TEST(TextEncodingTest, ToValidUtf8ReplacesEachBadByte) {
+  EXPECT_EQ(to_valid_utf8("plain caf\xC3\xA9"), "plain caf\xC3\xA9");
+  EXPECT_EQ(to_valid_utf8("/v1/s\x88\x8dx"), "/v1/s\xEF\xBF\xBD\xEF\xBF\xBDx");
+  EXPECT_EQ(to_valid_utf8("\xC3"), "\xEF\xBF\xBD");  // truncated sequence
+  EXPECT_EQ(to_valid_utf8(std::string_view("a\0b", 3)), std::string("a\0b", 3));
+  EXPECT_TRUE(is_valid_utf8(to_valid_utf8("\xFF\xFE\xED\xA0\x80\xF4\x90\x80\x80")));
+}
+
+}  // namespace
+}  // namespace msgstore

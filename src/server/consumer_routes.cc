@@ -8,7 +8,6 @@
 #include <chrono>
 
 #include <boost/beast/http/field.hpp>
-#include <boost/json/parse.hpp>
 
 #include "msgstore/consumer.h"
 #include "msgstore/limits.h"
@@ -37,70 +36,7 @@ Result<json::object> json_object_body(const RequestContext& context, bool empty_
   if (!content_type_is(context.request, "application/json")) {
     return Status(ErrorCode::unsupported_media_type, "the body must be application/json");
   }
-  boost::system::error_code error;
-  json::value value = json::parse(body, error);
-  if (error) return Status(ErrorCode::invalid_argument, "malformed JSON: " + error.message());
-  if (!value.is_object()) return Status(ErrorCode::invalid_argument, "the body must be a JSON object");
-  return std::move(value.as_object());
-}
-
-Status field_error(std::string_view field, std::string_view expected) {
-  return Status(ErrorCode::invalid_argument, "field '" + std::string(field) + "' must be " + std::string(expected));
-}
-
-// A non-negative integer field up to `max`.
-Status unsigned_field(const json::value& value, std::string_view field, std::uint64_t max, std::uint64_t& out) {
-  if (value.is_uint64()) out = value.as_uint64();
-  else if (value.is_int64() && value.as_int64() >= 0) out = static_cast<std::uint64_t>(value.as_int64());
-  else return field_error(field, "a non-negative integer");
-  if (out > max) return field_error(field, "at most " + std::to_string(max));
-  return Status::ok();
-}
-
-Result<ConsumerConfig> consumer_config_from_json(const json::object& body) {
-  ConsumerConfig config;
-  bool start_given = false;
-  for (const auto& field : body) {
-    const std::string_view key = field.key();
-    const json::value& value = field.value();
-    std::uint64_t number = 0;
-    if (key == "name" || key == "subject_filter" || key == "dead_letter_stream") {
-      if (!value.is_string()) return field_error(key, "a string");
-      std::string text(value.as_string());
-      if (key == "name") config.name = std::move(text);
-      else if (key == "subject_filter") config.subject_filter = std::move(text);
-      else config.dead_letter_stream = std::move(text);
-    } else if (key == "start") {
-      if (!value.is_string() || (value.as_string() != "beginning" && value.as_string() != "end")) {
-        return field_error(key, "\"beginning\" or \"end\" (or give start_offset or start_time_ms)");
-      }
-      if (start_given) return Status(ErrorCode::invalid_argument, "give one of start, start_offset, start_time_ms");
-      start_given = true;
-      config.start = value.as_string() == "end" ? StartPosition::new_only() : StartPosition::from_beginning();
-    } else if (key == "start_offset" || key == "start_time_ms") {
-      MSGSTORE_RETURN_IF_ERROR(unsigned_field(value, key, static_cast<std::uint64_t>(INT64_MAX), number));
-      if (start_given) return Status(ErrorCode::invalid_argument, "give one of start, start_offset, start_time_ms");
-      start_given = true;
-      config.start = key == "start_offset" ? StartPosition::from_offset(number)
-                                           : StartPosition::from_time(static_cast<TimestampMs>(number));
-    } else if (key == "ack_wait_ms") {
-      MSGSTORE_RETURN_IF_ERROR(unsigned_field(value, key, static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), number));
-      config.ack_wait_ms = static_cast<std::int64_t>(number);
-    } else if (key == "max_deliveries" || key == "max_ack_pending") {
-      MSGSTORE_RETURN_IF_ERROR(unsigned_field(value, key, UINT32_MAX, number));
-      (key == "max_deliveries" ? config.max_deliveries : config.max_ack_pending) = static_cast<std::uint32_t>(number);
-    } else if (key == "backoff_ms") {
-      if (!value.is_array()) return field_error(key, "an array of milliseconds");
-      for (const json::value& item : value.as_array()) {
-        MSGSTORE_RETURN_IF_ERROR(unsigned_field(item, key, static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), number));
-        config.backoff_ms.push_back(static_cast<std::int64_t>(number));
-      }
-    } else {
-      return Status(ErrorCode::invalid_argument, "unknown field '" + std::string(key) + "'");
-    }
-  }
-  if (config.name.empty()) return field_error("name", "given");
-  return config;
+  return parse_json_object(body);
 }
 
 json::object consumer_info_to_json(const ConsumerInfo& info) {
@@ -146,7 +82,7 @@ json::object consumer_info_to_json(const ConsumerInfo& info) {
 asio::awaitable<HttpResponse> create_consumer(RequestContext& context) {
   auto body = json_object_body(context, false);
   if (!body) co_return consumer_error(context, body.status());
-  auto config = consumer_config_from_json(*body);
+  auto config = decode_consumer_config(*body);
   if (!config) co_return consumer_error(context, config.status());
   const std::string stream = context.parameter("stream");
   Store& store = context.server.store();
@@ -196,17 +132,11 @@ asio::awaitable<HttpResponse> fetch_from_consumer(RequestContext& context) {
   auto body = json_object_body(context, true);
   if (!body) co_return consumer_error(context, body.status());
   const ServerConfig& config = context.server.config();
-  std::uint64_t max_messages = 100;
-  std::uint64_t max_bytes = config.connection_in_flight_bytes_max / 2;
-  std::uint64_t wait_ms = 0;
-  for (const auto& field : *body) {
-    Status parsed;
-    if (field.key() == "max_messages") parsed = unsigned_field(field.value(), field.key(), limits::consumer_fetch_messages_max, max_messages);
-    else if (field.key() == "max_bytes") parsed = unsigned_field(field.value(), field.key(), UINT64_MAX, max_bytes);
-    else if (field.key() == "wait_ms") parsed = unsigned_field(field.value(), field.key(), UINT32_MAX, wait_ms);
-    else parsed = Status(ErrorCode::invalid_argument, "unknown field '" + std::string(field.key()) + "'");
-    if (!parsed) co_return consumer_error(context, parsed);
-  }
+  auto fetch = decode_fetch_body(*body);
+  if (!fetch) co_return consumer_error(context, fetch.status());
+  const std::uint64_t max_messages = fetch->max_messages;
+  const std::uint64_t max_bytes = fetch->max_bytes.value_or(config.connection_in_flight_bytes_max / 2);
+  const std::uint64_t wait_ms = fetch->wait_ms;
   FetchOptions options;
   options.max_messages = std::max<std::uint64_t>(1, max_messages);
   options.max_bytes = std::max<std::uint64_t>(1, std::min<std::uint64_t>(max_bytes, config.connection_in_flight_bytes_max / 2));
@@ -249,29 +179,10 @@ asio::awaitable<HttpResponse> fetch_from_consumer(RequestContext& context) {
 asio::awaitable<HttpResponse> settle_deliveries(RequestContext& context, AckKind kind) {
   auto body = json_object_body(context, false);
   if (!body) co_return consumer_error(context, body.status());
-  std::vector<std::string> tokens;
-  std::optional<std::chrono::milliseconds> delay;
-  for (const auto& field : *body) {
-    if (field.key() == "deliveries") {
-      if (!field.value().is_array()) co_return consumer_error(context, field_error("deliveries", "an array of delivery tokens"));
-      for (const json::value& token : field.value().as_array()) {
-        if (!token.is_string()) co_return consumer_error(context, field_error("deliveries", "an array of delivery tokens"));
-        tokens.emplace_back(token.as_string());
-      }
-    } else if (field.key() == "delay_ms" && kind == AckKind::nak) {
-      std::uint64_t delay_ms = 0;
-      Status parsed = unsigned_field(field.value(), "delay_ms", static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), delay_ms);
-      if (!parsed) co_return consumer_error(context, parsed);
-      delay = std::chrono::milliseconds(delay_ms);
-    } else {
-      co_return consumer_error(context, Status(ErrorCode::invalid_argument, "unknown field '" + std::string(field.key()) + "'"));
-    }
-  }
-  if (tokens.empty()) co_return consumer_error(context, field_error("deliveries", "a non-empty array of delivery tokens"));
-  if (tokens.size() > limits::consumer_fetch_messages_max) {
-    co_return consumer_error(context, Status(ErrorCode::limit_exceeded, "at most " + std::to_string(limits::consumer_fetch_messages_max) +
-                                                                            " deliveries per request"));
-  }
+  auto settle = decode_settle_body(*body, kind == AckKind::nak);
+  if (!settle) co_return consumer_error(context, settle.status());
+  const std::vector<std::string>& tokens = settle->tokens;
+  const std::optional<std::chrono::milliseconds> delay = settle->delay;
   const std::string stream = context.parameter("stream");
   const std::string name = context.parameter("name");
   Store& store = context.server.store();

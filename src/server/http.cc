@@ -6,6 +6,7 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "base/text_encoding.h"
 #include "msgstore/message.h"
 
 namespace msgstore::server {
@@ -71,11 +72,32 @@ HttpResponse json_response(const RequestContext& context, http::status status, c
   return text_response(context, status, json::serialize(body) + "\n", "application/json");
 }
 
+namespace {
+
+// Error messages and details echo client bytes (paths, subjects, header values) that need not
+// be UTF-8; JSON text must be, so every string (and key) is made valid before serializing.
+json::value valid_utf8_json(const json::value& value) {
+  if (value.is_string()) return json::value(to_valid_utf8(value.get_string()));
+  if (value.is_array()) {
+    json::array array;
+    for (const json::value& item : value.get_array()) array.push_back(valid_utf8_json(item));
+    return array;
+  }
+  if (value.is_object()) {
+    json::object object;
+    for (const auto& field : value.get_object()) object[to_valid_utf8(field.key())] = valid_utf8_json(field.value());
+    return object;
+  }
+  return value;
+}
+
+}  // namespace
+
 std::string error_body(const Status& error, const json::object& details) {
   json::object inner;
   inner["code"] = error_code_name(error.code());
-  inner["message"] = error.message();
-  inner["details"] = details;
+  inner["message"] = to_valid_utf8(error.message());
+  inner["details"] = valid_utf8_json(details);
   json::object outer;
   outer["error"] = std::move(inner);
   return json::serialize(outer) + "\n";

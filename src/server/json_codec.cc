@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 
 #include "base/text_encoding.h"
+#include "msgstore/limits.h"
 
 namespace msgstore::server {
 namespace {
@@ -305,6 +306,155 @@ std::vector<OutgoingMessage> outgoing_views(const std::vector<DecodedMessage>& m
     outgoing.push_back(view);
   }
   return outgoing;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durable consumer bodies
+
+namespace {
+
+// The consumer endpoints' error wording ("field 'x' must be ..."), kept as published.
+Status consumer_field_error(std::string_view field, std::string_view expected) {
+  return Status(ErrorCode::invalid_argument, "field '" + std::string(field) + "' must be " + std::string(expected));
+}
+
+// A non-negative integer field up to `max`.
+Status consumer_unsigned_field(const json::value& value, std::string_view field, std::uint64_t max, std::uint64_t& out) {
+  if (value.is_uint64()) out = value.as_uint64();
+  else if (value.is_int64() && value.as_int64() >= 0) out = static_cast<std::uint64_t>(value.as_int64());
+  else return consumer_field_error(field, "a non-negative integer");
+  if (out > max) return consumer_field_error(field, "at most " + std::to_string(max));
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<json::object> parse_json_object(std::string_view body) {
+  boost::system::error_code error;
+  json::value value = json::parse(body, error);
+  if (error) return Status(ErrorCode::invalid_argument, "malformed JSON: " + error.message());
+  if (!value.is_object()) return Status(ErrorCode::invalid_argument, "the body must be a JSON object");
+  return std::move(value.as_object());
+}
+
+Result<ConsumerConfig> decode_consumer_config(const json::object& body) {
+  ConsumerConfig config;
+  bool start_given = false;
+  for (const auto& field : body) {
+    const std::string_view key = field.key();
+    const json::value& value = field.value();
+    std::uint64_t number = 0;
+    if (key == "name" || key == "subject_filter" || key == "dead_letter_stream") {
+      if (!value.is_string()) return consumer_field_error(key, "a string");
+      std::string text(value.as_string());
+      if (key == "name") config.name = std::move(text);
+      else if (key == "subject_filter") config.subject_filter = std::move(text);
+      else config.dead_letter_stream = std::move(text);
+    } else if (key == "start") {
+      if (!value.is_string() || (value.as_string() != "beginning" && value.as_string() != "end")) {
+        return consumer_field_error(key, "\"beginning\" or \"end\" (or give start_offset or start_time_ms)");
+      }
+      if (start_given) return Status(ErrorCode::invalid_argument, "give one of start, start_offset, start_time_ms");
+      start_given = true;
+      config.start = value.as_string() == "end" ? StartPosition::new_only() : StartPosition::from_beginning();
+    } else if (key == "start_offset" || key == "start_time_ms") {
+      MSGSTORE_RETURN_IF_ERROR(consumer_unsigned_field(value, key, static_cast<std::uint64_t>(INT64_MAX), number));
+      if (start_given) return Status(ErrorCode::invalid_argument, "give one of start, start_offset, start_time_ms");
+      start_given = true;
+      config.start = key == "start_offset" ? StartPosition::from_offset(number)
+                                           : StartPosition::from_time(static_cast<TimestampMs>(number));
+    } else if (key == "ack_wait_ms") {
+      MSGSTORE_RETURN_IF_ERROR(
+          consumer_unsigned_field(value, key, static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), number));
+      config.ack_wait_ms = static_cast<std::int64_t>(number);
+    } else if (key == "max_deliveries" || key == "max_ack_pending") {
+      MSGSTORE_RETURN_IF_ERROR(consumer_unsigned_field(value, key, UINT32_MAX, number));
+      (key == "max_deliveries" ? config.max_deliveries : config.max_ack_pending) = static_cast<std::uint32_t>(number);
+    } else if (key == "backoff_ms") {
+      if (!value.is_array()) return consumer_field_error(key, "an array of milliseconds");
+      for (const json::value& item : value.as_array()) {
+        MSGSTORE_RETURN_IF_ERROR(
+            consumer_unsigned_field(item, key, static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), number));
+        config.backoff_ms.push_back(static_cast<std::int64_t>(number));
+      }
+    } else {
+      return Status(ErrorCode::invalid_argument, "unknown field '" + std::string(key) + "'");
+    }
+  }
+  if (config.name.empty()) return consumer_field_error("name", "given");
+  return config;
+}
+
+Result<FetchBody> decode_fetch_body(const json::object& body) {
+  FetchBody fetch;
+  for (const auto& field : body) {
+    std::uint64_t max_bytes = 0;
+    Status parsed;
+    if (field.key() == "max_messages") {
+      parsed = consumer_unsigned_field(field.value(), field.key(), limits::consumer_fetch_messages_max, fetch.max_messages);
+    } else if (field.key() == "max_bytes") {
+      parsed = consumer_unsigned_field(field.value(), field.key(), UINT64_MAX, max_bytes);
+      fetch.max_bytes = max_bytes;
+    } else if (field.key() == "wait_ms") {
+      parsed = consumer_unsigned_field(field.value(), field.key(), UINT32_MAX, fetch.wait_ms);
+    } else {
+      parsed = Status(ErrorCode::invalid_argument, "unknown field '" + std::string(field.key()) + "'");
+    }
+    if (!parsed) return parsed;
+  }
+  return fetch;
+}
+
+Result<SettleBody> decode_settle_body(const json::object& body, bool delay_allowed) {
+  SettleBody settle;
+  for (const auto& field : body) {
+    if (field.key() == "deliveries") {
+      if (!field.value().is_array()) return consumer_field_error("deliveries", "an array of delivery tokens");
+      for (const json::value& token : field.value().as_array()) {
+        if (!token.is_string()) return consumer_field_error("deliveries", "an array of delivery tokens");
+        if (settle.tokens.size() >= limits::consumer_fetch_messages_max) {
+          return Status(ErrorCode::limit_exceeded,
+                        "at most " + std::to_string(limits::consumer_fetch_messages_max) + " deliveries per request");
+        }
+        settle.tokens.emplace_back(token.as_string());
+      }
+    } else if (field.key() == "delay_ms" && delay_allowed) {
+      std::uint64_t delay_ms = 0;
+      MSGSTORE_RETURN_IF_ERROR(
+          consumer_unsigned_field(field.value(), "delay_ms", static_cast<std::uint64_t>(limits::consumer_ack_wait_ms_max), delay_ms));
+      settle.delay = std::chrono::milliseconds(delay_ms);
+    } else {
+      return Status(ErrorCode::invalid_argument, "unknown field '" + std::string(field.key()) + "'");
+    }
+  }
+  if (settle.tokens.empty()) return consumer_field_error("deliveries", "a non-empty array of delivery tokens");
+  return settle;
+}
+
+Result<std::uint64_t> apply_credit_grant(std::string_view text, std::uint64_t outstanding_credit, std::uint64_t credit_max) {
+  boost::system::error_code error;
+  json::value value = json::parse(text, error);
+  const Status invalid(ErrorCode::invalid_argument,
+                       "expected a text frame {\"credit\": N} with N a positive integer (got '" +
+                           std::string(text.substr(0, 100)) + "')");
+  if (error || !value.is_object() || value.get_object().size() != 1) return invalid;
+  const json::value* credit = value.get_object().if_contains("credit");
+  if (credit == nullptr) return invalid;
+  std::uint64_t grant = 0;
+  if (credit->is_uint64()) {
+    grant = credit->get_uint64();
+  } else if (credit->is_int64() && credit->get_int64() > 0) {
+    grant = static_cast<std::uint64_t>(credit->get_int64());
+  } else {
+    return invalid;
+  }
+  if (grant == 0) return invalid;
+  // Compared without forming the sum: outstanding + grant could wrap around 2^64.
+  if (outstanding_credit > credit_max || grant > credit_max - outstanding_credit) {
+    return Status(ErrorCode::limit_exceeded, "credit above " + std::to_string(credit_max) +
+                                                 " outstanding messages (grant smaller amounts as you read)");
+  }
+  return outstanding_credit + grant;
 }
 
 }  // namespace msgstore::server

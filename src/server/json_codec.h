@@ -6,6 +6,7 @@
 // stream description match the CLI's `stream info` output field for field.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "msgstore/consumer.h"
 #include "msgstore/message.h"
 #include "msgstore/status.h"
 #include "msgstore/store.h"
@@ -64,5 +66,42 @@ Result<std::vector<DecodedMessage>> decode_batch(std::string_view body, bool ndj
 // and must outlive the returned messages.
 std::vector<OutgoingMessage> outgoing_views(const std::vector<DecodedMessage>& messages,
                                             std::vector<std::vector<HeaderView>>& header_views);
+
+// ---------------------------------------------------------------------------------------------
+// Durable consumer bodies (docs/http-api.md, "Durable consumers"). Errors name the field.
+
+// A request body that must be one JSON object: invalid_argument for malformed JSON or another
+// JSON type. (The Content-Type check stays with the handler.)
+Result<json::object> parse_json_object(std::string_view body);
+
+// POST /v1/streams/{stream}/consumers: {"name", "subject_filter", "start" | "start_offset" |
+// "start_time_ms", "ack_wait_ms", "max_deliveries", "max_ack_pending", "backoff_ms": [..],
+// "dead_letter_stream"}. "name" is required; unknown fields are errors.
+Result<ConsumerConfig> decode_consumer_config(const json::object& body);
+
+// POST .../fetch: {"max_messages","max_bytes","wait_ms"}, all optional.
+struct FetchBody {
+  std::uint64_t max_messages = 100;  // at most limits::consumer_fetch_messages_max
+  std::optional<std::uint64_t> max_bytes;
+  std::uint64_t wait_ms = 0;  // at most UINT32_MAX; the handler clamps it to long_poll_wait_ms_max
+};
+Result<FetchBody> decode_fetch_body(const json::object& body);
+
+// POST .../ack|nak|term|in_progress: {"deliveries":["token",...]} plus "delay_ms" when
+// `delay_allowed` (nak). Between 1 and limits::consumer_fetch_messages_max tokens; an empty
+// list is invalid_argument, a longer one limit_exceeded.
+struct SettleBody {
+  std::vector<std::string> tokens;
+  std::optional<std::chrono::milliseconds> delay;
+};
+Result<SettleBody> decode_settle_body(const json::object& body, bool delay_allowed);
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket credit
+
+// A client's text frame {"credit": N} (N a positive integer) applied to `outstanding_credit`:
+// the new outstanding credit. invalid_argument for anything else, limit_exceeded when the sum
+// would pass `credit_max` (checked without overflow: a grant near 2^64 is refused, not wrapped).
+Result<std::uint64_t> apply_credit_grant(std::string_view text, std::uint64_t outstanding_credit, std::uint64_t credit_max);
 
 }  // namespace msgstore::server

@@ -31,7 +31,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "broker/live_reader.h"
@@ -240,26 +239,6 @@ websocket::close_reason close_reason_for(const Status& error) {
                                  std::string(error_code_name(error.code())));
 }
 
-Status parse_credit(std::string_view text, std::uint64_t& grant) {
-  boost::system::error_code error;
-  json::value value = json::parse(text, error);
-  const Status invalid(ErrorCode::invalid_argument,
-                       "expected a text frame {\"credit\": N} with N a positive integer (got '" +
-                           std::string(text.substr(0, 100)) + "')");
-  if (error || !value.is_object() || value.get_object().size() != 1) return invalid;
-  const json::value* credit = value.get_object().if_contains("credit");
-  if (credit == nullptr) return invalid;
-  if (credit->is_uint64()) {
-    grant = credit->get_uint64();
-  } else if (credit->is_int64() && credit->get_int64() > 0) {
-    grant = static_cast<std::uint64_t>(credit->get_int64());
-  } else {
-    return invalid;
-  }
-  if (grant == 0) return invalid;
-  return Status::ok();
-}
-
 asio::awaitable<void> websocket_reader(WebSocket& socket, WebSocketState& state) {
   beast::flat_buffer buffer;
   for (;;) {
@@ -267,21 +246,18 @@ asio::awaitable<void> websocket_reader(WebSocket& socket, WebSocketState& state)
     auto [error, bytes] = co_await socket.async_read(buffer, use_tuple);
     if (error) break;  // closed by the peer, idle timeout (no pong), or shutdown
     if (state.protocol_error) continue;  // already failing: wait for the close handshake
-    std::uint64_t grant = 0;
-    Status parsed = socket.got_binary() ? Status(ErrorCode::invalid_argument, "binary frames are not accepted; send {\"credit\": N}")
-                                        : parse_credit(beast::buffers_to_string(buffer.data()), grant);
-    if (parsed && state.credit + grant > websocket_credit_max) {
-      parsed = Status(ErrorCode::limit_exceeded, "credit above " + std::to_string(websocket_credit_max) +
-                                                     " outstanding messages (grant smaller amounts as you read)");
-    }
-    if (!parsed) {
-      state.protocol_error = parsed;
+    Result<std::uint64_t> credit =
+        socket.got_binary()
+            ? Result<std::uint64_t>(Status(ErrorCode::invalid_argument, "binary frames are not accepted; send {\"credit\": N}"))
+            : apply_credit_grant(beast::buffers_to_string(buffer.data()), state.credit, websocket_credit_max);
+    if (!credit) {
+      state.protocol_error = credit.status();
       state.wake.cancel();
       // Keep reading: the writer sends the error and the close frame, and the close handshake
       // completes this read.
       continue;
     }
-    state.credit += grant;
+    state.credit = *credit;
     state.wake.cancel();
   }
   state.peer_gone = true;

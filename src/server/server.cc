@@ -27,10 +27,9 @@
 #include <boost/beast/http/write.hpp>
 
 #include "broker/broker.h"
+#include "server/dispatcher.h"
 #include "server/json_log.h"
 #include "server/metrics.h"
-#include "server/router.h"
-#include "server/routes.h"
 #include "server/server_context.h"
 
 namespace msgstore::server {
@@ -41,15 +40,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// "a=1&b=x%20y" as a map (the last value of a repeated name wins); nullopt on a bad escape.
-std::optional<QueryParameters> parse_query(std::string_view target) {
-  auto pairs = query_pairs(target);
-  if (!pairs) return std::nullopt;
-  QueryParameters parameters;
-  for (auto& [name, value] : *pairs) parameters[std::move(name)] = std::move(value);
-  return parameters;
-}
 
 // A response written by the session itself (no RequestContext: malformed or refused requests).
 http::response<http::string_body> session_error(http::status status, const Status& error, unsigned version = 11) {
@@ -77,14 +67,14 @@ class ServerImpl {
       : config_(config),
         store_(store),
         broker_(store, broker::BrokerOptions{config.worker_threads, config.worker_queue_max}),
-        context_(config_, store_, broker_, metrics_) {
+        context_(config_, store_, broker_, metrics_),
+        dispatcher_(context_) {
     const std::uint32_t loops = config.io_threads != 0 ? config.io_threads : std::max(1u, std::thread::hardware_concurrency());
     for (std::uint32_t i = 0; i < loops; ++i) {
       loops_.push_back(std::make_unique<asio::io_context>(1));
       work_.push_back(asio::make_work_guard(*loops_.back()));
     }
     acceptor_ = std::make_unique<tcp::acceptor>(*loops_.front());
-    register_all_routes(router_, context_);
   }
 
   ~ServerImpl() {
@@ -108,7 +98,6 @@ class ServerImpl {
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> refuse(tcp::socket socket);
   asio::awaitable<void> session(tcp::socket socket);
-  asio::awaitable<HttpResponse> dispatch(const HttpRequest& request, beast::tcp_stream& stream, beast::flat_buffer& buffer);
   void begin_shutdown();
   asio::awaitable<void> finish_shutdown();
 
@@ -117,7 +106,7 @@ class ServerImpl {
   Metrics metrics_;
   broker::Broker broker_;
   ServerContext context_;
-  Router router_;
+  Dispatcher dispatcher_;
   std::vector<std::unique_ptr<asio::io_context>> loops_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<tcp::acceptor> acceptor_;
@@ -287,8 +276,7 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
     handle->idle = false;
 
     http::request_parser<http::string_body> parser;
-    parser.header_limit(config_.request_header_bytes_max);
-    parser.body_limit(config_.request_body_bytes_max);
+    limit_request_parser(parser, config_);
     {
       // Parse what is buffered first (a keep-alive request usually arrives whole); read only
       // when the headers are not all there.
@@ -381,7 +369,7 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
     HttpRequest request = parser.release();
     metrics_.request_bytes(request.body().size());
     stream.expires_never();  // handlers (long polls) bound their own time
-    HttpResponse response = co_await dispatch(request, stream, buffer);
+    HttpResponse response = co_await dispatcher_.dispatch(request, stream, buffer);
     if (response.connection_taken_over) co_return;
     if (shutting_down_.load()) response.message.keep_alive(false);
     metrics_.response_bytes(response.message.body().size());
@@ -396,50 +384,6 @@ asio::awaitable<void> ServerImpl::session(tcp::socket socket) {
     if (error || !response.message.keep_alive()) break;
   }
   if (handle->stream != nullptr) stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-}
-
-asio::awaitable<HttpResponse> ServerImpl::dispatch(const HttpRequest& request, beast::tcp_stream& stream,
-                                                   beast::flat_buffer& buffer) {
-  const auto started = std::chrono::steady_clock::now();
-  const std::string_view target = request.target();
-  const std::size_t question = target.find('?');
-  const std::string_view path = target.substr(0, question);
-  RequestContext context{request, path, {}, {}, stream, buffer, context_};
-  Router::Match match = router_.match(request.method(), path);
-  std::string_view route = match.route_template.empty() ? std::string_view("unmatched") : match.route_template;
-  HttpResponse response;
-  auto query = parse_query(target);
-  if (match.bad_escape || !query) {
-    response = error_response(context, Status(ErrorCode::invalid_argument, "invalid percent escape in the request target"));
-  } else if (match.handler == nullptr && match.path_known) {
-    response = error_response(context, Status(ErrorCode::method_not_allowed,
-                                              std::string(request.method_string()) + " is not supported on " + std::string(path)),
-                              {{"allowed", match.allowed_methods}});
-    response.message.set(http::field::allow, match.allowed_methods);
-  } else if (match.handler == nullptr) {
-    response = error_response(context, Status(ErrorCode::not_found, "no such endpoint: " + std::string(path)));
-  } else {
-    context.path_parameters = std::move(match.path_parameters);
-    context.query = std::move(*query);
-    try {
-      response = co_await (*match.handler)(context);
-    } catch (const std::exception& exception) {
-      log(LogLevel::error, "handler failed", {{"route", route}, {"error", exception.what()}});
-      response = error_response(context, Status(ErrorCode::internal_error, "internal error; see the server log"));
-    }
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const unsigned status = response.connection_taken_over ? 101u : response.message.result_int();
-  // A metrics label must come from a bounded set: a method Beast does not know (any token is
-  // syntactically valid) is counted as "other".
-  const std::string_view method_label =
-      request.method() == http::verb::unknown ? std::string_view("other") : std::string_view(http::to_string(request.method()));
-  metrics_.request_finished(method_label, route, status, seconds);
-  if (config_.log_requests) {
-    log(LogLevel::info, "request",
-        {{"method", request.method_string()}, {"target", target}, {"status", status}, {"duration_ms", seconds * 1000}});
-  }
-  co_return response;
 }
 
 void ServerImpl::begin_shutdown() {

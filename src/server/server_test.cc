@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
+#include "base/text_encoding.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/json_codec.h"
@@ -521,6 +522,77 @@ TEST_F(InProcessServerTest, MetricsHaveFsyncPublishConsumerAndLiveSeries) {
   EXPECT_EQ(value_of("msgstore_consumer_redelivered_messages{stream=\"orders\",consumer=\"billing\"}"), 0.0);
   EXPECT_EQ(value_of("msgstore_live_subscribers{protocol=\"websocket\"}"), 1.0);
   EXPECT_EQ(value_of("msgstore_live_subscribers{protocol=\"sse\"}"), 0.0);
+}
+
+}  // namespace
+}  // namespace msgstore::server
+
+namespace msgstore::server {
+namespace {
+
+// Regression: the WebSocket reader compared `credit + grant` against the maximum, so a grant
+// near 2^64 with credit outstanding wrapped around and was accepted as a tiny credit.
+TEST(JsonCodecTest, CreditGrantsAreCheckedWithoutWrapAround) {
+  constexpr std::uint64_t credit_max = 1'000'000'000;
+  auto granted = apply_credit_grant(R"({"credit": 10})", 5, credit_max);
+  ASSERT_TRUE(granted.is_ok());
+  EXPECT_EQ(*granted, 15u);
+  EXPECT_EQ(apply_credit_grant(R"({"credit": 18446744073709551615})", 1, credit_max).status().code(), ErrorCode::limit_exceeded);
+  EXPECT_EQ(apply_credit_grant(R"({"credit": 18446744073709551615})", 0, credit_max).status().code(), ErrorCode::limit_exceeded);
+  EXPECT_EQ(apply_credit_grant(R"({"credit": 1})", credit_max, credit_max).status().code(), ErrorCode::limit_exceeded);
+  ASSERT_TRUE(apply_credit_grant(R"({"credit": 1})", credit_max - 1, credit_max).is_ok());
+  for (const char* invalid : {R"({"credit": 0})", R"({"credit": -3})", R"({"credit": "5"})", R"({"credit": 1, "x": 2})", "[1]", "{"}) {
+    EXPECT_EQ(apply_credit_grant(invalid, 0, credit_max).status().code(), ErrorCode::invalid_argument) << invalid;
+  }
+}
+
+TEST(JsonCodecTest, ConsumerBodies) {
+  auto body = parse_json_object(R"({"name":"billing","start_offset":5,"ack_wait_ms":300,"backoff_ms":[1,2]})");
+  ASSERT_TRUE(body.is_ok());
+  auto config = decode_consumer_config(*body);
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  EXPECT_EQ(config->name, "billing");
+  EXPECT_EQ(config->ack_wait_ms, 300);
+  EXPECT_EQ(config->backoff_ms, (std::vector<std::int64_t>{1, 2}));
+  EXPECT_FALSE(decode_consumer_config(*parse_json_object(R"({"name":"x","start":"end","start_offset":1})")).is_ok());
+  EXPECT_FALSE(decode_consumer_config(*parse_json_object(R"({"ack_wait_ms":1})")).is_ok());  // no name
+  EXPECT_FALSE(parse_json_object("[1]").is_ok());
+  EXPECT_FALSE(parse_json_object("{").is_ok());
+
+  auto fetch = decode_fetch_body(*parse_json_object(R"({"max_messages":30,"wait_ms":2000})"));
+  ASSERT_TRUE(fetch.is_ok());
+  EXPECT_EQ(fetch->max_messages, 30u);
+  EXPECT_EQ(fetch->wait_ms, 2000u);
+  EXPECT_FALSE(fetch->max_bytes.has_value());
+  EXPECT_FALSE(decode_fetch_body(*parse_json_object(R"({"max_messages":-1})")).is_ok());
+  EXPECT_FALSE(decode_fetch_body(*parse_json_object(R"({"colour":1})")).is_ok());
+
+  auto settle = decode_settle_body(*parse_json_object(R"({"deliveries":["s/0/1/1"],"delay_ms":5})"), true);
+  ASSERT_TRUE(settle.is_ok());
+  EXPECT_EQ(settle->tokens, (std::vector<std::string>{"s/0/1/1"}));
+  EXPECT_EQ(settle->delay, std::chrono::milliseconds(5));
+  EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":["s/0/1/1"],"delay_ms":5})"), false).is_ok());
+  EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":[]})"), false).is_ok());
+  EXPECT_FALSE(decode_settle_body(*parse_json_object(R"({"deliveries":[1]})"), false).is_ok());
+}
+
+}  // namespace
+}  // namespace msgstore::server
+
+namespace msgstore::server {
+namespace {
+
+// Regression (found by http_request_fuzz): "GET /v1/s\x88..." was answered 404 with the raw
+// path bytes inside the JSON error message, which made the body invalid UTF-8, i.e. not JSON.
+TEST(HttpErrorTest, ErrorBodiesAreValidJsonWhateverBytesTheyEcho) {
+  const std::string body = error_body(Status(ErrorCode::not_found, "no such endpoint: /v1/s\x88\x8d\x9a"),
+                                      {{"stream", "bad\xff"}, {"nested", json::object{{"key\xfe", json::array{"\xc3"}}}}});
+  EXPECT_TRUE(is_valid_utf8(body));
+  boost::system::error_code error;
+  const json::value parsed = json::parse(body, error);
+  ASSERT_FALSE(error) << body;
+  EXPECT_EQ(parsed.at("error").at("message").as_string(), "no such endpoint: /v1/s\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(parsed.at("error").at("details").at("stream").as_string(), "bad\xEF\xBF\xBD");
 }
 
 }  // namespace

@@ -17,10 +17,13 @@ seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 build=build/fuzz
-targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor)
+targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor query_parameters http_request json_body)
 
+# -fno-sanitize=function: clang-14's UBSan function check cannot compile optimised C++20
+# coroutines ("Cannot represent a difference across sections", LLVM issue 49689); the HTTP
+# targets link the server's Asio coroutines. Every other UBSan check stays on.
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize=function -fno-sanitize-recover=undefined" \
   -DMSGSTORE_BUILD_FUZZ=ON -DMSGSTORE_BUILD_TESTS=OFF -DMSGSTORE_BUILD_BENCH=OFF >/dev/null
 nice -n "$niceness" cmake --build "$build" --parallel "$parallel" --target "${targets[@]/%/_fuzz}"
 
