@@ -492,6 +492,8 @@ Status Segment::sync_index_files() {
   if (!index_files_healthy_) return Status::ok();
   MSGSTORE_RETURN_IF_ERROR(offset_index_file_->sync_data());
   return time_index_file_->sync_data();
+}
+
 LatencyHistogram& data_sync_latency() {
   static LatencyHistogram histogram;
   return histogram;
