@@ -116,5 +116,20 @@ TEST(MessageJsonTest, EveryControlByteAndBase64Payload) {
   }
 }
 
+// Plain text is checked 8 bytes per step: every byte value at every position of a word must
+// still be found.
+TEST(MessageJsonTest, EveryByteAtEveryPositionOfAWord) {
+  for (int byte = 0; byte < 256; ++byte) {
+    for (std::size_t position = 0; position < 17; ++position) {
+      std::string payload = "abcdefghijklmnopq";
+      payload[position] = static_cast<char>(byte);
+      MessageView message;
+      message.subject = payload;
+      message.payload = payload;
+      ASSERT_EQ(written_text("s", 0, message), boost_json_text("s", 0, message)) << byte << " at " << position;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace msgstore::server
