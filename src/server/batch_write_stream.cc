@@ -5,6 +5,22 @@
 
 namespace msgstore::server {
 
+std::size_t websocket_text_frame_header(std::uint64_t payload_bytes, unsigned char* header) {
+  std::size_t length = 0;
+  header[length++] = 0x81;  // FIN, opcode 1 (text)
+  if (payload_bytes < 126) {
+    header[length++] = static_cast<unsigned char>(payload_bytes);
+  } else if (payload_bytes <= 0xFFFF) {
+    header[length++] = 126;
+    header[length++] = static_cast<unsigned char>(payload_bytes >> 8);
+    header[length++] = static_cast<unsigned char>(payload_bytes);
+  } else {
+    header[length++] = 127;
+    for (int shift = 56; shift >= 0; shift -= 8) header[length++] = static_cast<unsigned char>(payload_bytes >> shift);
+  }
+  return length;
+}
+
 boost::asio::awaitable<boost::system::error_code> BatchWriteStream::write_batch(std::string_view frames) {
   constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
   const std::shared_ptr<State> state = state_;

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,6 +44,15 @@
 #include <boost/beast/websocket/teardown.hpp>
 
 namespace msgstore::server {
+
+// A server-to-client WebSocket frame header (RFC 6455 section 5.2: FIN, opcode, unmasked
+// length) is at most this long: 2 bytes, 2 + 2 from 126 bytes of payload, 2 + 8 from 65536.
+inline constexpr std::size_t websocket_frame_header_bytes_max = 10;
+
+// Writes the header of a final, unmasked text frame of `payload_bytes` to `header` (room for
+// websocket_frame_header_bytes_max) and returns its length. Server frames are never masked, and
+// the live endpoint never negotiates permessage-deflate, so header + payload is the frame.
+std::size_t websocket_text_frame_header(std::uint64_t payload_bytes, unsigned char* header);
 
 class BatchWriteStream {
  public:

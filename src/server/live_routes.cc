@@ -65,10 +65,6 @@ constexpr std::chrono::milliseconds websocket_credit_wait_slice{1000};
 // silently start from the wrong place).
 constexpr std::string_view live_parameters[] = {"offset", "time_ms", "from", "subject", "partition", "position"};
 
-// A server-to-client WebSocket frame header (RFC 6455 5.2: FIN, opcode, unmasked length) is at
-// most this long: 2 bytes, 2 + 2 for lengths of 126 and more, 2 + 8 from 65536 on.
-constexpr std::size_t websocket_frame_header_bytes_max = 10;
-
 // One message as one final text frame, header and JSON appended to the chunk's buffer on the
 // worker thread that read it (LiveReaderOptions::encode), so the send loop writes a whole chunk
 // at once (BatchWriteStream). The JSON goes in after room for the longest header; the header
@@ -78,20 +74,9 @@ void append_websocket_text_frame(std::string& out, const std::string& stream, st
   const std::size_t frame_begin = out.size();
   out.append(websocket_frame_header_bytes_max, '\0');
   append_live_message_json(out, stream, partition, message);
-  const std::uint64_t text_bytes = out.size() - frame_begin - websocket_frame_header_bytes_max;
   unsigned char header[websocket_frame_header_bytes_max];
-  std::size_t header_bytes = 0;
-  header[header_bytes++] = 0x81;  // FIN, opcode 1 (text)
-  if (text_bytes < 126) {
-    header[header_bytes++] = static_cast<unsigned char>(text_bytes);
-  } else if (text_bytes <= 0xFFFF) {
-    header[header_bytes++] = 126;
-    header[header_bytes++] = static_cast<unsigned char>(text_bytes >> 8);
-    header[header_bytes++] = static_cast<unsigned char>(text_bytes);
-  } else {
-    header[header_bytes++] = 127;
-    for (int shift = 56; shift >= 0; shift -= 8) header[header_bytes++] = static_cast<unsigned char>(text_bytes >> shift);
-  }
+  const std::size_t header_bytes =
+      websocket_text_frame_header(out.size() - frame_begin - websocket_frame_header_bytes_max, header);
   const std::size_t unused = websocket_frame_header_bytes_max - header_bytes;
   std::memcpy(out.data() + frame_begin + unused, header, header_bytes);
   out.erase(frame_begin, unused);
