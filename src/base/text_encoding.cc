@@ -63,9 +63,16 @@ std::string to_valid_utf8(std::string_view text) {
 }
 
 std::string base64_encode(std::string_view bytes) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
+  base64_append(out, bytes);
+  return out;
+}
+
+void base64_append(std::string& out, std::string_view bytes) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  // No reserve here: `out` may be a large shared buffer whose geometric growth an exact
+  // reserve would defeat.
   std::size_t at = 0;
   const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])); };
   for (; at + 3 <= bytes.size(); at += 3) {
@@ -88,7 +95,6 @@ std::string base64_encode(std::string_view bytes) {
     out += alphabet[(group >> 6) & 63];
     out += '=';
   }
-  return out;
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {

@@ -23,6 +23,8 @@ bool is_valid_utf8(std::string_view text);
 std::string to_valid_utf8(std::string_view text);
 
 std::string base64_encode(std::string_view bytes);
+// Appends base64_encode(bytes) to `out` (no temporary string: encoders on hot paths).
+void base64_append(std::string& out, std::string_view bytes);
 
 // Decodes standard base64, with or without padding. Whitespace, the URL-safe alphabet, stray
 // characters and non-zero trailing bits are rejected (nullopt), so a malformed payload is an

@@ -137,9 +137,11 @@ Result<LiveChunk> LiveReader::read_pass(std::size_t messages_max, std::size_t by
         bytes += message_cost_bytes(message);
         chunk.payload_bytes += message.payload.size();
         if (options_.encode) {
-          chunk.messages.push_back(LiveMessage{partition, message.offset, Message{}, options_.encode(partition, message)});
+          const std::size_t begin = chunk.encoded.size();
+          options_.encode(chunk.encoded, partition, message);
+          chunk.messages.push_back(LiveMessage{partition, message.offset, Message{}, begin, chunk.encoded.size() - begin});
         } else {
-          chunk.messages.push_back(LiveMessage{partition, message.offset, message.to_message(), std::string()});
+          chunk.messages.push_back(LiveMessage{partition, message.offset, message.to_message(), 0, 0});
         }
         if (chunk.messages.size() >= messages_max || bytes >= bytes_max) return ScanControl::stop;  // this one is taken
       }

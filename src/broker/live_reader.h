@@ -52,22 +52,29 @@ struct LiveReaderOptions {
   // name. A followed partition not named starts at its log start (it is newer than the
   // position the client holds).
   std::optional<std::map<std::uint32_t, Offset>> resume;
-  // Optional: turns a message into the front end's wire text on the worker thread that read it
-  // (so the event loop only writes). When set, LiveMessage::encoded holds the text and
-  // LiveMessage::message is left empty.
-  std::function<std::string(std::uint32_t partition, const MessageView& message)> encode;
+  // Optional: appends the front end's wire bytes for one message to `out` (the chunk's
+  // buffer) on the worker thread that read it, so the event loop only writes. When set,
+  // LiveChunk::encoded holds every message's bytes back to back (LiveChunk::encoded_text() is
+  // one message's share) and LiveMessage::message is left empty.
+  std::function<void(std::string& out, std::uint32_t partition, const MessageView& message)> encode;
 };
 
 struct LiveMessage {
   std::uint32_t partition = 0;
   Offset offset = 0;
-  Message message;      // the message, unless LiveReaderOptions::encode is set
-  std::string encoded;  // encode()'s text, if set
+  Message message;                 // the message, unless LiveReaderOptions::encode is set
+  std::size_t encoded_begin = 0;   // its bytes in LiveChunk::encoded, if encode is set
+  std::size_t encoded_bytes = 0;
 };
 
 struct LiveChunk {
   std::vector<LiveMessage> messages;
   std::uint64_t payload_bytes = 0;
+  std::string encoded;  // encode()'s output for all messages, in order (one buffer, one write)
+
+  std::string_view encoded_text(const LiveMessage& message) const {
+    return std::string_view(encoded).substr(message.encoded_begin, message.encoded_bytes);
+  }
 };
 
 // "0:16,1:7" -> {0:16, 1:7}; invalid_argument on anything else (at most

@@ -11,11 +11,10 @@
 // ends the connection. Producers never wait for live clients.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <variant>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -33,9 +32,12 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "base/assert.h"
 #include "broker/live_reader.h"
 #include "msgstore/limits.h"
+#include "server/batch_write_stream.h"
 #include "server/json_codec.h"
+#include "server/message_json.h"
 #include "server/routes.h"
 
 namespace msgstore::server {
@@ -62,10 +64,21 @@ constexpr std::chrono::milliseconds websocket_credit_wait_slice{1000};
 // silently start from the wrong place).
 constexpr std::string_view live_parameters[] = {"offset", "time_ms", "from", "subject", "partition", "position"};
 
-// One message as the live endpoints send it: the read API's message object plus its origin.
-// Runs on the worker thread that read the message (LiveReaderOptions::encode).
-std::string live_message_text(const std::string& stream, std::uint32_t partition, const MessageView& message) {
-  return json::serialize(located_message_to_json(stream, partition, message));
+// One message as one final text frame, header and JSON appended to the chunk's buffer on the
+// worker thread that read it (LiveReaderOptions::encode), so the send loop writes a whole chunk
+// at once (BatchWriteStream). The JSON goes in after room for the longest header; the header
+// is then written just before it and the unused room removed.
+void append_websocket_text_frame(std::string& out, const std::string& stream, std::uint32_t partition,
+                                 const MessageView& message) {
+  const std::size_t frame_begin = out.size();
+  out.append(websocket_frame_header_bytes_max, '\0');
+  append_live_message_json(out, stream, partition, message);
+  unsigned char header[websocket_frame_header_bytes_max];
+  const std::size_t header_bytes =
+      websocket_text_frame_header(out.size() - frame_begin - websocket_frame_header_bytes_max, header);
+  const std::size_t unused = websocket_frame_header_bytes_max - header_bytes;
+  std::memcpy(out.data() + frame_begin + unused, header, header_bytes);
+  out.erase(frame_begin, unused);
 }
 
 // Decodes the start position, filters and resume position shared by SSE and WebSocket.
@@ -116,9 +129,6 @@ Result<broker::LiveReaderOptions> parse_live_options(const RequestContext& conte
     if (!parsed) return parsed.status();
     options.resume = std::move(*parsed);
   }
-  options.encode = [stream = options.stream](std::uint32_t partition, const MessageView& message) {
-    return live_message_text(stream, partition, message);
-  };
   return options;
 }
 
@@ -177,7 +187,7 @@ asio::awaitable<void> stream_events(RequestContext& context, broker::LiveReader&
         text += "id: ";
         text += reader.position_after(message);
         text += "\nevent: message\ndata: ";
-        text += message.encoded;
+        text += chunk->encoded_text(message);
         text += "\n\n";
       }
       server.broker().statistics().fetched_messages.fetch_add(chunk->messages.size());
@@ -195,6 +205,9 @@ asio::awaitable<HttpResponse> server_sent_events(RequestContext& context) {
   }
   auto options = parse_live_options(context, last_event_id);
   if (!options) co_return error_response(context, options.status(), {{"stream", context.parameter("stream")}});
+  options->encode = [stream = options->stream](std::string& out, std::uint32_t partition, const MessageView& message) {
+    append_live_message_json(out, stream, partition, message);
+  };
   auto opened = co_await broker::LiveReader::open(context.server.broker(), std::move(*options));
   if (!opened) co_return error_response(context, opened.status(), {{"stream", context.parameter("stream")}});
   broker::LiveReader& reader = **opened;
@@ -220,9 +233,9 @@ asio::awaitable<HttpResponse> server_sent_events(RequestContext& context) {
 // ---------------------------------------------------------------------------------------------
 // WebSocket
 
-using WebSocket = websocket::stream<beast::tcp_stream&>;
-// Linux TCP_CORK as an Asio socket option (Asio has no public name for it).
-using TcpCorkOption = asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>;
+// Beast over the batching layer: Beast reads and writes its own frames through it, the send
+// loop writes whole chunks of frames built by append_websocket_text_frame.
+using WebSocket = websocket::stream<BatchWriteStream>;
 
 // What the reader and the writer coroutines of one WebSocket share (one event loop, no locks).
 struct WebSocketState {
@@ -311,17 +324,11 @@ asio::awaitable<void> websocket_send_loop(RequestContext& context, WebSocket& so
       (void)co_await (reader->wait_for_data(Clock::now() + websocket_wait_slice) || state.wake.async_wait(use_tuple));
       continue;
     }
-    // One frame per message; corking the socket for the chunk lets the kernel pack many small
-    // frames into full segments (TCP_NODELAY is on for request/response traffic).
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(socket).socket().set_option(TcpCorkOption(true), ignored);
-    for (const broker::LiveMessage& message : chunk->messages) {
-      socket.text(true);
-      auto [error, bytes] = co_await socket.async_write(asio::buffer(message.encoded), use_tuple);
-      if (error) co_return;
-      --state.credit;
-    }
-    beast::get_lowest_layer(socket).socket().set_option(TcpCorkOption(false), ignored);
+    // One frame per message, built on the worker; the whole chunk goes out in one write. The
+    // chunk holds at most `credit` messages (messages_max above), so credit never goes negative.
+    MS_ASSERT(chunk->messages.size() <= state.credit);
+    if (co_await socket.next_layer().write_batch(chunk->encoded)) co_return;
+    state.credit -= chunk->messages.size();
     server.broker().statistics().fetched_messages.fetch_add(chunk->messages.size());
     server.broker().statistics().fetched_bytes.fetch_add(chunk->payload_bytes);
   }
@@ -355,6 +362,9 @@ asio::awaitable<HttpResponse> websocket_stream(RequestContext& context) {
   if (!options) {
     open_error = options.status();
   } else {
+    options->encode = [stream = options->stream](std::string& out, std::uint32_t partition, const MessageView& message) {
+      append_websocket_text_frame(out, stream, partition, message);
+    };
     auto opened = co_await broker::LiveReader::open(context.server.broker(), std::move(*options));
     if (opened) {
       reader = std::move(*opened);
@@ -376,6 +386,10 @@ asio::awaitable<HttpResponse> websocket_stream(RequestContext& context) {
   socket.set_option(timeouts);
   socket.read_message_max(websocket_client_message_bytes_max);
   socket.auto_fragment(false);
+  // The send loop's frames are built by hand, uncompressed: no permessage-deflate.
+  websocket::permessage_deflate no_compression;
+  no_compression.server_enable = false;
+  socket.set_option(no_compression);
   socket.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& response) { response.set(http::field::server, "msgstore"); }));
   auto [error] = co_await socket.async_accept(context.request, use_tuple);
@@ -385,6 +399,7 @@ asio::awaitable<HttpResponse> websocket_stream(RequestContext& context) {
   std::optional<Metrics::LiveSubscriber> counted;
   if (reader) counted.emplace(context.server.metrics(), LiveProtocol::websocket);
   co_await (websocket_reader(socket, state) && websocket_writer(context, socket, state, reader.get(), open_error));
+  socket.next_layer().detach();  // Beast's late operations must not reach the session's stream
   co_return taken;
 }
 
