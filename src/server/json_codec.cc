@@ -266,6 +266,9 @@ Result<std::vector<DecodedMessage>> decode_batch(std::string_view body, bool ndj
       ++line_number;
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      // A line past the limit is refused as one too many, whatever it holds: an error index
+      // always names a message inside the batch.
+      if (messages.size() >= messages_max) return too_many();
       json::value value = json::parse(line, error);
       if (error) {
         *error_index = messages.size();

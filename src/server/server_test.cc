@@ -288,6 +288,12 @@ TEST(JsonCodecTest, BatchErrorsNameTheMessage) {
   EXPECT_EQ(too_many.status().code(), ErrorCode::limit_exceeded);
   auto too_many_lines = decode_batch("{}\n{}\n{}\n", true, "s", 2, &index);
   EXPECT_EQ(too_many_lines.status().code(), ErrorCode::limit_exceeded);
+  // A malformed line past the limit is one too many; an error index never points past the batch
+  // (found by json_body_fuzz).
+  index.reset();
+  auto malformed_past_the_limit = decode_batch("{}\n{}\n{broken\n", true, "s", 2, &index);
+  EXPECT_EQ(malformed_past_the_limit.status().code(), ErrorCode::limit_exceeded);
+  EXPECT_FALSE(index.has_value());
 }
 
 
