@@ -889,7 +889,8 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
             # case family (same sizes and partitions) and class.
             ratio = ""
             if not entry["system"].startswith("msgstore"):
-                family = entry["case"].split(", ", 1)[-1] if workload == "publish" else entry["case"]
+                # publish: the same payload size and partition count (the last two parts of the case)
+                family = ", ".join(entry["case"].split(", ")[-2:]) if workload == "publish" else entry["case"]
                 if workload == "consume":
                     family = entry["case"].split(",", 1)[0].split(" (")[0]
                 candidates = [other for other in entries if other["system"].startswith("msgstore") and "rate" in other
