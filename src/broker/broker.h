@@ -33,6 +33,7 @@
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -167,9 +168,14 @@ asio::awaitable<std::invoke_result_t<Function&>> Broker::run_blocking(Function f
     ~Release() { statistics.worker_in_flight.fetch_sub(1); }
   } release{statistics_};
   // co_spawn needs a default-constructible result; Status and Result<T> are not.
-  std::optional<Value> value = co_await asio::co_spawn(
+  // as_tuple: a call the pool abandons (it stopped during shutdown) comes back as an error value,
+  // never as an exception thrown into the caller's event loop or into the pool's destructor.
+  auto [failure, value] = co_await asio::co_spawn(
       workers_.get_executor(), [&function]() -> asio::awaitable<std::optional<Value>> { co_return function(); },
-      asio::use_awaitable);
+      asio::as_tuple(asio::use_awaitable));
+  if (failure || !value) {
+    co_return Value(Status(ErrorCode::closed, "the server is shutting down: the store call was not run"));
+  }
   co_return std::move(*value);
 }
 

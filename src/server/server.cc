@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -156,11 +157,23 @@ void ServerImpl::run() {
     begin_shutdown();
   });
   asio::co_spawn(*loops_.front(), accept_loop(), asio::detached);
+  // A handler that throws (a coroutine resumed with a cancelled operation during shutdown, for
+  // one) must not end the process: log it and keep the loop running until it stops.
+  const auto run_loop = [this](asio::io_context& loop) {
+    for (;;) {
+      try {
+        loop.run();
+        return;
+      } catch (const std::exception& exception) {
+        if (!shutting_down_.load()) log(LogLevel::error, "event loop handler failed", {{"error", exception.what()}});
+      }
+    }
+  };
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < loops_.size(); ++i) {
-    threads.emplace_back([this, i] { loops_[i]->run(); });
+    threads.emplace_back([this, i, &run_loop] { run_loop(*loops_[i]); });
   }
-  loops_.front()->run();
+  run_loop(*loops_.front());
   for (std::thread& thread : threads) thread.join();
   log(LogLevel::info, "stopped");
 }
@@ -189,7 +202,16 @@ asio::awaitable<void> ServerImpl::accept_loop() {
       continue;
     }
     metrics_.connection_opened();
-    asio::co_spawn(loop, session(std::move(socket)), asio::detached);
+    // A connection's coroutine that ends by an exception (a blocking call cancelled because the
+    // worker pool stopped during shutdown, for one) ends that connection only, never the server.
+    asio::co_spawn(loop, session(std::move(socket)), [this](std::exception_ptr failure) {
+      if (!failure) return;
+      try {
+        std::rethrow_exception(failure);
+      } catch (const std::exception& exception) {
+        if (!shutting_down_.load()) log(LogLevel::error, "connection failed", {{"error", exception.what()}});
+      }
+    });
   }
 }
 
