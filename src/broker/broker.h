@@ -34,6 +34,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -172,7 +173,10 @@ asio::awaitable<std::invoke_result_t<Function&>> Broker::run_blocking(Function f
   // never as an exception thrown into the caller's event loop or into the pool's destructor.
   auto [failure, value] = co_await asio::co_spawn(
       workers_.get_executor(), [&function]() -> asio::awaitable<std::optional<Value>> { co_return function(); },
-      asio::as_tuple(asio::use_awaitable));
+      // No cancellation slot: a cancelled caller (its connection closed, the server stopping)
+      // must not cancel the child on the pool, whose entry would then throw on a pool thread
+      // (std::terminate). A blocking store call runs to its end anyway.
+      asio::bind_cancellation_slot(asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
   if (failure || !value) {
     co_return Value(Status(ErrorCode::closed, "the server is shutting down: the store call was not run"));
   }
