@@ -126,4 +126,8 @@ struct MessageView {
   Message to_message() const;
 };
 
+// A view of `message`; `header_views` receives the header views and must outlive the view, as
+// must `message` (the reverse of MessageView::to_message).
+MessageView view_of(const Message& message, std::vector<HeaderView>& header_views);
+
 }  // namespace msgstore

@@ -14,4 +14,18 @@ Message MessageView::to_message() const {
   return message;
 }
 
+MessageView view_of(const Message& message, std::vector<HeaderView>& header_views) {
+  header_views.clear();
+  header_views.reserve(message.headers.size());
+  for (const Header& header : message.headers) header_views.push_back({header.name, header.value});
+  MessageView view;
+  view.offset = message.offset;
+  view.timestamp_ms = message.timestamp_ms;
+  view.subject = message.subject;
+  if (message.key) view.key = std::string_view(*message.key);
+  view.headers = header_views;
+  view.payload = message.payload;
+  return view;
+}
+
 }  // namespace msgstore

@@ -149,18 +149,7 @@ struct ReceivedMessage {
   Message message;
   std::vector<HeaderView> header_views;
 
-  MessageView view() {
-    header_views.clear();
-    for (const Header& header : message.headers) header_views.push_back({header.name, header.value});
-    MessageView view;
-    view.offset = message.offset;
-    view.timestamp_ms = message.timestamp_ms;
-    view.subject = message.subject;
-    if (message.key) view.key = std::string_view(*message.key);
-    view.headers = header_views;
-    view.payload = message.payload;
-    return view;
-  }
+  MessageView view() { return view_of(message, header_views); }
 };
 
 // {"stream"?,"partition"?,"offset","timestamp_ms","subject","key"|"key_base64","headers",

@@ -146,24 +146,10 @@ bool matches(const Query& query, const MessageView& message) {
 struct HeldMessage {
   Message message;
   std::vector<HeaderView> header_views;
-  MessageView view() const {
-    MessageView view;
-    view.offset = message.offset;
-    view.timestamp_ms = message.timestamp_ms;
-    view.subject = message.subject;
-    if (message.key) view.key = std::string_view(*message.key);
-    view.headers = header_views;
-    view.payload = message.payload;
-    return view;
-  }
+  MessageView view() { return view_of(message, header_views); }
 };
 
-HeldMessage hold(const MessageView& view) {
-  HeldMessage held{view.to_message(), {}};
-  held.header_views.reserve(held.message.headers.size());
-  for (const Header& field : held.message.headers) held.header_views.push_back({field.name, field.value});
-  return held;
-}
+HeldMessage hold(const MessageView& view) { return HeldMessage{view.to_message(), {}}; }
 
 // Walks one query over the streams, delivering matches until the limit or the callback stops.
 class QueryRun {

@@ -44,6 +44,19 @@ Status read_string(const json::value& value, std::string_view field, std::string
   return Status::ok();
 }
 
+// A JSON array of strings; `what` names the elements in the error ("subject patterns").
+Status read_string_array(const json::value& value, std::string_view field, std::string_view what,
+                         std::vector<std::string>& out) {
+  if (!value.is_array()) return field_error(field, "must be an array of " + std::string(what));
+  std::vector<std::string> strings;
+  for (const json::value& element : value.get_array()) {
+    if (!element.is_string()) return field_error(field, "must be an array of strings");
+    strings.emplace_back(element.get_string());
+  }
+  out = std::move(strings);
+  return Status::ok();
+}
+
 void put_bytes(json::object& object, std::string_view text_name, std::string_view base64_name, std::string_view bytes) {
   if (is_valid_utf8(bytes)) {
     object[text_name] = bytes;
@@ -108,12 +121,7 @@ Status apply_stream_config_json(const json::value& body, StreamConfig& config, b
       if (for_update && stream_name != config.name) return field_error(name, "a stream cannot be renamed");
       config.name = std::move(stream_name);
     } else if (name == "subjects") {
-      if (!value.is_array()) return field_error(name, "must be an array of subject patterns");
-      config.subjects.clear();
-      for (const json::value& subject : value.get_array()) {
-        if (!subject.is_string()) return field_error(name, "must be an array of strings");
-        config.subjects.emplace_back(subject.get_string());
-      }
+      MSGSTORE_RETURN_IF_ERROR(read_string_array(value, name, "subject patterns", config.subjects));
     } else if (name == "partitions") {
       MSGSTORE_RETURN_IF_ERROR(read_unsigned(value, name, config.partitions));
     } else if (name == "max_age_ms") {
@@ -137,12 +145,7 @@ Status apply_stream_config_json(const json::value& body, StreamConfig& config, b
       if (!value.is_bool()) return field_error(name, "must be true or false");
       config.indexes_enabled = value.get_bool();
     } else if (name == "indexed_headers") {
-      if (!value.is_array()) return field_error(name, "must be an array of header names");
-      config.indexed_headers.clear();
-      for (const json::value& header : value.get_array()) {
-        if (!header.is_string()) return field_error(name, "must be an array of strings");
-        config.indexed_headers.emplace_back(header.get_string());
-      }
+      MSGSTORE_RETURN_IF_ERROR(read_string_array(value, name, "header names", config.indexed_headers));
     } else if (name == "dedup_window_ms") {
       MSGSTORE_RETURN_IF_ERROR(read_signed(value, name, config.dedup_window_ms));
     } else if (name == "cleanup") {
