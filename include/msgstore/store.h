@@ -46,6 +46,9 @@ struct StoreOptions {
   // to drive maintenance by hand set this false and call Store::run_maintenance.
   bool background_maintenance = true;
   std::chrono::milliseconds maintenance_period{1000};
+  // Threads that run the fdatasync calls of publish_async (fsync=always). Partitions sync in
+  // parallel up to this count; the publishers of one partition share each fdatasync.
+  std::uint32_t sync_threads = 4;
 };
 
 // Where a read or a subscription starts.
@@ -203,6 +206,18 @@ class Store {
   // validated and stored): for front ends that name the stream (HTTP POST to a stream, Kafka
   // produce to a topic) and for dead-letter streams. Partitioning is as for publish.
   Result<std::vector<Position>> publish_to(std::string_view stream, std::span<const OutgoingMessage> messages);
+
+  // Publishing without waiting for fdatasync on the calling thread (for event loops): writes
+  // the messages as publish_batch (empty `stream`) or publish_to would, then calls `done` with
+  // the same result once every destination's fsync policy is met. `done` runs inline when
+  // nothing is left to wait for (an error, fsync=never or interval, only duplicates already
+  // durable), otherwise on one of the store's sync threads after the fdatasync that covers the
+  // messages, shared with every publisher waiting at that moment. `done` must be quick (hand
+  // the result to another thread and return) and must not call the Store. The call itself may
+  // still block briefly: on the partition's append lock, a segment roll, a message id claimed
+  // by a concurrent publisher, or an expected_key_offset check that reads an index.
+  using PublishCallback = std::function<void(Result<std::vector<Position>>)>;
+  void publish_async(std::span<const OutgoingMessage> messages, std::string_view stream, PublishCallback done);
 
   // Reading one partition.
   Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from,

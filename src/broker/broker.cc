@@ -1,6 +1,10 @@
 #include "broker/broker.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -127,10 +131,102 @@ void Broker::record_publish(bool succeeded, std::span<const OutgoingMessage> mes
   statistics_.published_bytes.fetch_add(payload_bytes(messages));
 }
 
+namespace {
+
+// Publishes at most this large append on the event loop (publishes_on_event_loop).
+constexpr std::size_t event_loop_publish_messages_max = 16;
+constexpr std::size_t event_loop_publish_bytes_max = 64 * 1024;
+
+bool names_message_id(std::string_view name) {
+  return std::equal(name.begin(), name.end(), message_id_header.begin(), message_id_header.end(),
+                    [](char left, char right) { return std::tolower(static_cast<unsigned char>(left)) ==
+                                                       std::tolower(static_cast<unsigned char>(right)); });
+}
+
+// Small publishes without a message id or an expected offset append on the event loop: the
+// append is a write to the page cache under the partition's lock, and the fdatasync runs on
+// the store's sync threads. Anything that may take longer (large batches; a claim of a message
+// id another publisher holds; an expected_key_offset check that reads an index) goes to the pool.
+bool publishes_on_event_loop(std::span<const OutgoingMessage> messages) {
+  if (messages.size() > event_loop_publish_messages_max) return false;
+  std::size_t bytes = 0;
+  for (const OutgoingMessage& message : messages) {
+    if (message.message_id || message.expected_offset || message.expected_key_offset) return false;
+    for (const HeaderView& header : message.headers) {
+      if (names_message_id(header.name)) return false;
+      bytes += header.name.size() + header.value.size();
+    }
+    bytes += message.payload.size() + message.subject.size() + (message.key ? message.key->size() : 0);
+  }
+  return bytes <= event_loop_publish_bytes_max;
+}
+
+}  // namespace
+
+asio::awaitable<Result<std::vector<Position>>> Broker::publish_without_blocking(std::string_view stream,
+                                                                              std::span<const OutgoingMessage> messages) {
+  using Positions = Result<std::vector<Position>>;
+  const bool on_event_loop = publishes_on_event_loop(messages);
+  if (!on_event_loop && !admit()) {
+    co_return Status(ErrorCode::limit_exceeded, "the server is busy: " + std::to_string(options_.worker_queue_max) +
+                                                    " store calls are already queued (worker_queue_max)");
+  }
+  // The store answers on a sync thread (or inline); the answer is posted to this coroutine's
+  // executor, so the caller always resumes on its own event loop.
+  std::shared_ptr<Positions> outcome = co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::shared_ptr<Positions>)>(
+      [this, stream, messages, on_event_loop](auto handler) {
+        using Handler = decltype(handler);
+        auto holder = std::make_shared<std::optional<Handler>>(std::move(handler));
+        Store::PublishCallback done = [holder](Positions result) {
+          auto value = std::make_shared<Positions>(std::move(result));
+          Handler resume = std::move(**holder);
+          holder->reset();
+          auto executor = asio::get_associated_executor(resume);
+          asio::post(executor, [resume = std::move(resume), value]() mutable { std::move(resume)(std::move(value)); });
+        };
+        if (on_event_loop) {
+          store_.publish_async(messages, stream, std::move(done));
+          return;
+        }
+        // On the pool. If the pool drops the call unrun (it stopped at shutdown), the caller is
+        // still answered, with an error value.
+        struct PoolCall {
+          Store* store;
+          std::atomic<std::uint64_t>* in_flight;
+          std::string_view stream;
+          std::span<const OutgoingMessage> messages;
+          Store::PublishCallback done;
+          PoolCall(Store* store, std::atomic<std::uint64_t>* in_flight, std::string_view stream,
+                   std::span<const OutgoingMessage> messages, Store::PublishCallback done)
+              : store(store), in_flight(in_flight), stream(stream), messages(messages), done(std::move(done)) {}
+          PoolCall(PoolCall&& other) noexcept
+              : store(other.store), in_flight(other.in_flight), stream(other.stream), messages(other.messages),
+                done(std::move(other.done)) {
+            other.done = nullptr;
+          }
+          PoolCall(const PoolCall&) = delete;
+          ~PoolCall() {
+            if (!done) return;
+            in_flight->fetch_sub(1);
+            done(Status(ErrorCode::closed, "the server is shutting down: the publish was not run"));
+          }
+          void operator()() {
+            Store::PublishCallback answer = std::move(done);
+            done = nullptr;
+            store->publish_async(messages, stream, std::move(answer));
+            in_flight->fetch_sub(1);
+          }
+        };
+        asio::post(workers_, PoolCall(&store_, &statistics_.worker_in_flight, stream, messages, std::move(done)));
+      },
+      asio::use_awaitable);
+  co_return std::move(*outcome);
+}
+
 asio::awaitable<Result<std::vector<Position>>> Broker::publish_to(std::string stream,
                                                                   std::span<const OutgoingMessage> messages) {
   const auto started = std::chrono::steady_clock::now();
-  auto positions = co_await run_blocking([&] { return store_.publish_to(stream, messages); });
+  auto positions = co_await publish_without_blocking(stream, messages);
   statistics_.publish_latency.observe(std::chrono::steady_clock::now() - started);
   record_publish(positions.is_ok(), messages);
   co_return positions;
@@ -138,9 +234,7 @@ asio::awaitable<Result<std::vector<Position>>> Broker::publish_to(std::string st
 
 asio::awaitable<Result<std::vector<Position>>> Broker::publish(std::span<const OutgoingMessage> messages) {
   const auto started = std::chrono::steady_clock::now();
-  auto positions = co_await run_blocking([&] {
-    return messages.size() == 1 ? store_.publish(messages.front()) : store_.publish_batch(messages);
-  });
+  auto positions = co_await publish_without_blocking({}, messages);
   statistics_.publish_latency.observe(std::chrono::steady_clock::now() - started);
   record_publish(positions.is_ok(), messages);
   co_return positions;

@@ -3,11 +3,12 @@
 // The HTTP handlers (src/server) and the later Kafka and MQTT front ends translate their wire
 // requests into Broker calls and the results back; nothing here knows about HTTP. The broker
 // owns the two things every front end needs around the embedded Store:
-//   * a bounded pool of worker threads for blocking Store calls. Publishing waits for
-//     fdatasync under fsync=always, so it must never run on an event-loop thread; the pool is
-//     large enough that concurrent publishers wait in the same fsync window and share one
-//     fdatasync (group commit in the log). Calls beyond worker_queue_max fail fast with
-//     limit_exceeded instead of queueing without bound.
+//   * a bounded pool of worker threads for blocking Store calls (reads, queries, admin).
+//     Calls beyond worker_queue_max fail fast with limit_exceeded instead of queueing
+//     without bound. Publishing appends on the event loop (small publishes) or the pool and
+//     waits for fdatasync as a completion from the store's sync threads
+//     (Store::publish_async), so concurrent publishers share each fdatasync (group commit)
+//     without a blocked thread each.
 //   * long polls: fetch(wait_ms) waits on an Asio timer that a Store data listener wakes.
 //     The listener only sets a flag and posts (coalesced: one wake-up pass however many
 //     publishes happened meanwhile); it never blocks a publisher.
@@ -142,6 +143,9 @@ class Broker {
   void wake_all();
   bool admit();
   void record_publish(bool succeeded, std::span<const OutgoingMessage> messages);
+  // Store::publish_async, on this event loop or the pool (see broker.cc), resuming here.
+  asio::awaitable<Result<std::vector<Position>>> publish_without_blocking(std::string_view stream,
+                                                                          std::span<const OutgoingMessage> messages);
 
   Store& store_;
   BrokerOptions options_;

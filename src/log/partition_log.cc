@@ -1,5 +1,7 @@
 #include "log/partition_log.h"
 
+#include "log/sync_threads.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -407,7 +409,7 @@ void PartitionLog::publish_high_watermark(Offset offset) {
   }
 }
 
-Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondition& precondition) {
+Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondition& precondition, Offset* durable_end) {
   MS_ASSERT(builder.record_count() > 0);
   builder.checksum_records();  // the costly part, outside the lock
   LogOptions options;
@@ -455,8 +457,13 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
     end = next_offset_;
   }
   if (options.fsync == FsyncPolicy::always) {
+    if (durable_end != nullptr) {
+      *durable_end = end;  // the caller waits with when_durable
+      return base;
+    }
     MSGSTORE_RETURN_IF_ERROR(wait_durable(end));
   } else {
+    if (durable_end != nullptr) *durable_end = 0;
     publish_high_watermark(end);
   }
   return base;
@@ -472,33 +479,12 @@ Status PartitionLog::wait_durable(Offset target) {
     }
     // Become the syncer for everyone written so far.
     sync_in_progress_ = true;
-    lock.unlock();
-    std::shared_ptr<Segment> segment;
-    Offset goal;
-    {
-      std::lock_guard append_lock(append_mutex_);
-      segment = active_;
-      goal = next_offset_;
-    }
-    Status synced = segment->sync_data();
-    lock.lock();
-    sync_in_progress_ = false;
+    Status synced = sync_written_locked(lock);
     if (!synced.is_ok()) {
-      sync_failure_ = synced;
-      lock.unlock();
-      {
-        std::lock_guard append_lock(append_mutex_);
-        (void)fail(synced);
-      }
-      sync_finished_.notify_all();
       return Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + synced.message());
     }
-    durable_offset_ = std::max(durable_offset_, goal);
-    synced_offset_hint_ = durable_offset_;
-    last_sync_ms_ = clock_();
     const Offset durable = durable_offset_;
     lock.unlock();
-    sync_finished_.notify_all();
     publish_high_watermark(durable);
     lock.lock();
   }
@@ -507,6 +493,108 @@ Status PartitionLog::wait_durable(Offset target) {
   lock.unlock();
   publish_high_watermark(target);
   return Status::ok();
+}
+
+Status PartitionLog::sync_written_locked(std::unique_lock<std::mutex>& lock) {
+  MS_ASSERT(sync_in_progress_);
+  lock.unlock();
+  std::shared_ptr<Segment> segment;
+  Offset goal;
+  {
+    std::lock_guard append_lock(append_mutex_);
+    segment = active_;
+    goal = next_offset_;
+  }
+  Status synced = segment->sync_data();
+  if (!synced.is_ok()) {
+    {
+      std::lock_guard append_lock(append_mutex_);
+      (void)fail(synced);
+    }
+    lock.lock();
+    sync_failure_ = synced;
+    sync_in_progress_ = false;
+    sync_finished_.notify_all();
+    return synced;
+  }
+  lock.lock();
+  sync_in_progress_ = false;
+  durable_offset_ = std::max(durable_offset_, goal);
+  synced_offset_hint_ = durable_offset_;
+  last_sync_ms_ = clock_();
+  sync_finished_.notify_all();
+  return Status::ok();
+}
+
+void PartitionLog::when_durable(Offset end, DurableCallback done) {
+  std::unique_lock lock(sync_mutex_);
+  durable_waiters_.push_back({end, std::move(done)});
+  if (durable_offset_ >= end || !sync_failure_.is_ok() || failed_.load()) {
+    complete_durable_waiters(lock, Status::ok());
+    return;
+  }
+  if (sync_pass_scheduled_) return;  // the scheduled pass has not started: it covers this one
+  std::shared_ptr<SyncThreads> threads = sync_threads_.lock();
+  if (!threads) {
+    lock.unlock();
+    run_sync_pass();
+    return;
+  }
+  sync_pass_scheduled_ = true;
+  lock.unlock();
+  threads->schedule(shared_from_this());
+}
+
+void PartitionLog::run_sync_pass() {
+  std::unique_lock lock(sync_mutex_);
+  // From here on, a new when_durable schedules the next pass: this one covers only the callers
+  // whose batches were written before its fdatasync starts.
+  sync_pass_scheduled_ = false;
+  for (;;) {
+    if (durable_waiters_.empty()) return;
+    Offset needed = 0;
+    for (const DurableWaiter& waiter : durable_waiters_) needed = std::max(needed, waiter.end);
+    if (durable_offset_ >= needed || !sync_failure_.is_ok() || failed_.load()) break;
+    if (sync_in_progress_) {  // a blocking appender is syncing: its sync may cover everyone
+      sync_finished_.wait(lock);
+      continue;
+    }
+    sync_in_progress_ = true;
+    (void)sync_written_locked(lock);  // a failure is sticky in sync_failure_
+    break;
+  }
+  complete_durable_waiters(lock, Status::ok());
+}
+
+void PartitionLog::complete_durable_waiters(std::unique_lock<std::mutex>& lock, const Status& undecided) {
+  const Offset durable = durable_offset_;
+  Status failure;
+  if (!sync_failure_.is_ok()) {
+    failure = Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + sync_failure_.message());
+  } else if (failed_.load()) {
+    failure = Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover)");
+  } else {
+    failure = undecided;
+  }
+  std::vector<DurableWaiter> decided;
+  std::vector<DurableWaiter> waiting;
+  Offset readable = 0;
+  for (DurableWaiter& waiter : durable_waiters_) {
+    if (waiter.end <= durable) {
+      readable = std::max(readable, waiter.end);
+      decided.push_back(std::move(waiter));
+    } else if (!failure.is_ok()) {
+      decided.push_back(std::move(waiter));
+    } else {
+      waiting.push_back(std::move(waiter));
+    }
+  }
+  durable_waiters_ = std::move(waiting);
+  lock.unlock();
+  if (decided.empty()) return;
+  // Acknowledged means readable: publish before any completion runs.
+  if (readable > 0) publish_high_watermark(readable);
+  for (DurableWaiter& waiter : decided) waiter.done(waiter.end <= durable ? Status::ok() : failure);
 }
 
 Status PartitionLog::sync() {
@@ -926,12 +1014,34 @@ Status PartitionLog::close() {
     std::lock_guard lock(append_mutex_);
     if (closed_) return Status::ok();
     closed_ = true;
-    if (failed_) return Status::ok();  // recovery will sort out the tail
     segment = active_;
     next = next_offset_;
   }
-  MSGSTORE_RETURN_IF_ERROR(segment->sync_data());
+  // Whoever still waits in when_durable learns the outcome now: nothing will sync for it later.
+  auto finish_waiters = [this](const Status& outcome) {
+    std::unique_lock lock(sync_mutex_);
+    complete_durable_waiters(lock, outcome.is_ok() ? Status(ErrorCode::closed, label_ + ": log closed before the data was synced") : outcome);
+  };
+  if (failed_) {  // recovery will sort out the tail
+    finish_waiters(Status::ok());
+    return Status::ok();
+  }
+  Status synced = segment->sync_data();
+  if (!synced.is_ok()) {
+    {
+      std::lock_guard lock(append_mutex_);
+      (void)fail(synced);
+    }
+    finish_waiters(synced);
+    return synced;
+  }
+  {
+    std::lock_guard lock(sync_mutex_);
+    durable_offset_ = std::max(durable_offset_, next);
+    synced_offset_hint_ = durable_offset_;
+  }
   publish_high_watermark(next);
+  finish_waiters(Status::ok());
   return advance_checkpoint(segment->base_offset(), segment->readable_bytes(), next);
 }
 

@@ -4,7 +4,9 @@
 // Durability (docs/ARCHITECTURE.md, "Append path"): an append writes its batch with one
 // pwrite under the append lock. With FsyncPolicy::always the appender then waits until an
 // fdatasync that started after its write has returned; one appender at a time runs the sync
-// and every appender whose batch it covers returns with it (group commit). Readers only see
+// and every appender whose batch it covers returns with it (group commit). Or, without a
+// blocked thread: append(..., &durable_end) returns after the write and when_durable() runs a
+// completion once a sync pass (log/sync_threads.h) covered the batch. Readers only see
 // offsets below the high watermark, which under `always` is the durable end, so nothing a
 // reader saw can vanish at a power loss.
 //
@@ -82,7 +84,13 @@ enum class ScanExpired : bool { skip, include };
 using Clock = std::function<TimestampMs()>;
 TimestampMs system_clock_ms();
 
-class PartitionLog {
+class SyncThreads;
+
+// Called once the offsets a when_durable() call waits for are durable (ok), or never will be
+// (log_failed after a sync error, closed). Runs on a sync thread or inline; must be quick.
+using DurableCallback = std::function<void(Status)>;
+
+class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
  public:
   // `label` names the partition in messages ("orders/0").
   static Result<std::unique_ptr<PartitionLog>> open(FileSystem& file_system, std::filesystem::path directory,
@@ -101,7 +109,26 @@ class PartitionLog {
   // Appends a batch built by the caller; returns the base offset once the fsync policy is met.
   // `precondition`, if set, is checked atomically with the append (see AppendPrecondition):
   // of concurrent appenders expecting the same next offset, exactly one passes.
-  Result<Offset> append(BatchBuilder& builder, const AppendPrecondition& precondition = {});
+  // With `durable_end` (asynchronous durability), an fsync=always append does not wait: it
+  // returns once the batch is written, sets *durable_end to the end of the batch, and the
+  // caller must not acknowledge it before when_durable(*durable_end, ...) reports ok. Under
+  // other policies it sets *durable_end to 0 (nothing to wait for).
+  Result<Offset> append(BatchBuilder& builder, const AppendPrecondition& precondition = {},
+                        Offset* durable_end = nullptr);
+
+  // Calls `done` once every offset below `end` is durable and readable (high watermark
+  // published), or with an error once it never will be. Inline when already decided;
+  // otherwise after the next sync pass, run by the SyncThreads set with set_sync_threads (all
+  // waiters registered before a pass starts share its one fdatasync), or on this thread when
+  // none are set.
+  void when_durable(Offset end, DurableCallback done);
+  // Set once, right after open and before the log is shared (the log must be owned by a
+  // std::shared_ptr then). Held weakly: the owner (the store) keeps the threads alive, and a
+  // log a sync thread releases last never destroys them on that thread. Once they are gone,
+  // when_durable syncs on the calling thread.
+  void set_sync_threads(const std::shared_ptr<SyncThreads>& threads) { sync_threads_ = threads; }
+  // One sync pass for the registered when_durable callers (called by SyncThreads).
+  void run_sync_pass();
 
   // Calls `visit` for each message from `from` until it returns false, `max_messages` or
   // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.
@@ -159,6 +186,14 @@ class PartitionLog {
   // write_checkpoint where an older checkpoint may stay (open, close, maintenance): ENOSPC is ok.
   Status advance_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
   Status wait_durable(Offset target);
+  // The fdatasync step shared by wait_durable and run_sync_pass: with sync_in_progress_ set by
+  // the caller and sync_mutex_ held in `lock` (released during the sync), syncs everything
+  // written so far and advances durable_offset_, or records the sticky sync failure.
+  Status sync_written_locked(std::unique_lock<std::mutex>& lock);
+  // Completes the when_durable callers `durable_offset_` or a failure decides (`undecided`, if
+  // not ok, fails the rest: the log is closing). Requires
+  // sync_mutex_ held in `lock`; releases it to run the callbacks.
+  void complete_durable_waiters(std::unique_lock<std::mutex>& lock, const Status& undecided);
   void publish_high_watermark(Offset offset);
   Status fail(Status status);
   Status apply_retention(TimestampMs now);
@@ -196,6 +231,14 @@ class PartitionLog {
   Offset durable_offset_ = 0;       // guarded by sync_mutex_
   Status sync_failure_;             // guarded by sync_mutex_
   std::atomic<TimestampMs> last_sync_ms_{0};
+  // Asynchronous durability (when_durable).
+  struct DurableWaiter {
+    Offset end;
+    DurableCallback done;
+  };
+  std::vector<DurableWaiter> durable_waiters_;  // guarded by sync_mutex_
+  bool sync_pass_scheduled_ = false;            // guarded by sync_mutex_
+  std::weak_ptr<SyncThreads> sync_threads_;     // set before the log is shared
   std::atomic<Offset> unsynced_from_{0};
 
   std::atomic<Offset> high_watermark_{0};

@@ -53,6 +53,7 @@ StoreImpl::StoreImpl(std::filesystem::path directory, StoreOptions options)
     : directory_(std::move(directory)),
       options_(std::move(options)),
       file_system_(options_.file_system ? options_.file_system : posix_file_system()),
+      sync_threads_(std::make_shared<log::SyncThreads>(options_.sync_threads)),
       streams_(std::make_shared<StreamTable>()) {}
 
 StoreImpl::~StoreImpl() { (void)close(); }
@@ -194,6 +195,7 @@ Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partit
                                        store::log_options_for(state.config), nullptr, nullptr);
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
+    shared->set_sync_threads(sync_threads_);
     auto index = index::PartitionIndex::attach(*file_system_, *shared, index_configuration_for(state.config));
     if (!index) return index.status();
     state.indexes.push_back(std::move(*index));
@@ -237,10 +239,11 @@ Status StoreImpl::close() {
   auto table = streams();
   for (const auto& [name, stream] : *table) {
     for (const auto& partition : stream->partitions) {
-      Status closed = partition->close();
+      Status closed = partition->close();  // also answers every publish_async still waiting
       if (!closed.is_ok() && result.is_ok()) result = closed;
     }
   }
+  sync_threads_->stop();
   lock_.reset();
   return result;
 }
@@ -669,7 +672,8 @@ struct Destination {
 
 }  // namespace
 
-Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> original_messages, std::string_view only_stream) {
+Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage> original_messages, std::string_view only_stream,
+                                                 std::vector<DurabilityTicket>* deferred) {
   if (closed_) return Status(ErrorCode::closed, "store is closed");
   if (original_messages.empty()) return std::vector<Position>{};
   if (original_messages.size() > limits::messages_per_publish_max) {
@@ -867,8 +871,10 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
       };
     }
     auto append_one = [&](log::BatchBuilder& builder, std::size_t first_index) -> Status {
-      auto base = log->append(builder, precondition);
+      Offset durable_end = 0;
+      auto base = log->append(builder, precondition, deferred != nullptr ? &durable_end : nullptr);
       if (!base) return base.status();
+      if (durable_end > 0) deferred->push_back({log, durable_end});
       for (std::uint32_t i = 0; i < builder.record_count(); ++i) {
         Placement& placement = placements[destination.placement_indexes[first_index + i]];
         placement.appended = true;
@@ -904,8 +910,13 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
     if (destinations[d].builder.bytes() > 8 * 1024 * 1024) destinations[d].builder = log::BatchBuilder();
   }
 
-  // 5. Duplicates answer with where the original landed.
+  // 5. Duplicates answer with where the original landed (once it is durable: its publisher
+  // may still be waiting for the fdatasync).
   for (const Placement& placement : placements) {
+    if (deferred != nullptr && placement.dedup == Placement::Dedup::duplicate &&
+        placement.stream->config.fsync == FsyncPolicy::always) {
+      deferred->push_back({placement.stream->partitions[placement.original.partition], placement.original.offset + 1});
+    }
     if (placement.dedup == Placement::Dedup::duplicate) {
       positions.push_back({placement.stream->config.name, placement.original.partition, placement.original.offset,
                            placement.message_index, true});
@@ -918,6 +929,57 @@ Result<std::vector<Position>> StoreImpl::publish(std::span<const OutgoingMessage
     }
   }
   return positions;
+}
+
+void StoreImpl::publish_async(std::span<const OutgoingMessage> messages, std::string_view only_stream,
+                              Store::PublishCallback done) {
+  thread_local std::vector<DurabilityTicket> tickets;  // reused: no allocation per publish
+  tickets.clear();
+  auto positions = publish(messages, only_stream, &tickets);
+  if (!positions || tickets.empty()) {
+    done(std::move(positions));
+    return;
+  }
+  // One wait per partition, for the furthest end published there.
+  std::sort(tickets.begin(), tickets.end(), [](const DurabilityTicket& left, const DurabilityTicket& right) {
+    return left.log != right.log ? left.log < right.log : left.end > right.end;
+  });
+  tickets.erase(std::unique(tickets.begin(), tickets.end(),
+                            [](const DurabilityTicket& left, const DurabilityTicket& right) { return left.log == right.log; }),
+                tickets.end());
+  // The last completion (on whichever sync thread) answers; the first failure wins.
+  struct Pending {
+    std::atomic<std::size_t> remaining{0};
+    std::mutex mutex;
+    Status failure;  // guarded by mutex
+    std::optional<Result<std::vector<Position>>> positions;
+    Store::PublishCallback done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->remaining = tickets.size();
+  pending->positions.emplace(std::move(positions));
+  pending->done = std::move(done);
+  const std::vector<DurabilityTicket> waits = std::move(tickets);
+  tickets.clear();
+  for (const DurabilityTicket& ticket : waits) {
+    ticket.log->when_durable(ticket.end, [pending](Status status) {
+      if (!status.is_ok()) {
+        std::lock_guard lock(pending->mutex);
+        if (pending->failure.is_ok()) pending->failure = std::move(status);
+      }
+      if (pending->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      Status failure;
+      {
+        std::lock_guard lock(pending->mutex);
+        failure = pending->failure;
+      }
+      if (failure.is_ok()) {
+        pending->done(std::move(*pending->positions));
+      } else {
+        pending->done(std::move(failure));
+      }
+    });
+  }
 }
 
 // ---- Reading ----------------------------------------------------------------------------------
@@ -1057,6 +1119,9 @@ Result<VerifyReport> Store::verify(std::string_view stream) const { return impl_
 Result<std::vector<Position>> Store::publish_to(std::string_view stream, std::span<const OutgoingMessage> messages) {
   if (stream.empty()) return Status(ErrorCode::invalid_argument, "publish_to needs a stream name");
   return impl_->publish(messages, stream);
+}
+void Store::publish_async(std::span<const OutgoingMessage> messages, std::string_view stream, PublishCallback done) {
+  impl_->publish_async(messages, stream, std::move(done));
 }
 Result<QueryResult> Store::query(const Query& query, const QueryCallback& callback) const {
   return impl_->query(query, callback);

@@ -18,6 +18,7 @@
 
 #include "index/partition_index.h"
 #include "log/partition_log.h"
+#include "log/sync_threads.h"
 #include "store/compaction.h"
 #include "msgstore/file_system.h"
 #include "msgstore/query.h"
@@ -62,8 +63,17 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<StreamInfo> describe_stream(std::string_view name) const;
   Status delete_stream(std::string_view name);
 
-  // Routes by subject, or appends to `only_stream` alone when it is not empty.
-  Result<std::vector<Position>> publish(std::span<const OutgoingMessage> messages, std::string_view only_stream = {});
+  // An fsync=always append not yet durable (publish_async waits for it without blocking).
+  struct DurabilityTicket {
+    std::shared_ptr<log::PartitionLog> log;
+    Offset end = 0;
+  };
+  // Routes by subject, or appends to `only_stream` alone when it is not empty. With `deferred`,
+  // returns without waiting for fdatasync and lists what must become durable before the
+  // positions may be acknowledged (duplicates included: their original may still be syncing).
+  Result<std::vector<Position>> publish(std::span<const OutgoingMessage> messages, std::string_view only_stream = {},
+                                        std::vector<DurabilityTicket>* deferred = nullptr);
+  void publish_async(std::span<const OutgoingMessage> messages, std::string_view only_stream, Store::PublishCallback done);
 
   Result<ReadResult> read(std::string_view stream, std::uint32_t partition, Offset from, ReadOptions options) const;
   Result<Offset> scan(std::string_view stream, std::uint32_t partition, Offset from, std::size_t max_messages,
@@ -121,6 +131,7 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   const std::filesystem::path directory_;
   StoreOptions options_;
   std::shared_ptr<FileSystem> file_system_;
+  std::shared_ptr<log::SyncThreads> sync_threads_;  // runs publish_async's fdatasync calls
   std::unique_ptr<FileLock> lock_;
 
   mutable std::mutex streams_mutex_;          // guards streams_ (the pointer)
