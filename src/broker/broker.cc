@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -176,13 +177,21 @@ asio::awaitable<Result<std::vector<Position>>> Broker::publish_without_blocking(
   std::shared_ptr<Positions> outcome = co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::shared_ptr<Positions>)>(
       [this, stream, messages, on_event_loop](auto handler) {
         using Handler = decltype(handler);
-        auto holder = std::make_shared<std::optional<Handler>>(std::move(handler));
-        Store::PublishCallback done = [holder](Positions result) {
+        // The work guard keeps the caller's event loop running (and its io_context alive)
+        // until the answer has been posted to it, not just until the post began.
+        struct Waiting {
+          std::optional<Handler> handler;
+          asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
+        };
+        auto waiting = std::make_shared<Waiting>(Waiting{std::nullopt, asio::make_work_guard(asio::get_associated_executor(handler))});
+        waiting->handler.emplace(std::move(handler));
+        Store::PublishCallback done = [waiting](Positions result) {
           auto value = std::make_shared<Positions>(std::move(result));
-          Handler resume = std::move(**holder);
-          holder->reset();
+          Handler resume = std::move(*waiting->handler);
+          waiting->handler.reset();
           auto executor = asio::get_associated_executor(resume);
           asio::post(executor, [resume = std::move(resume), value]() mutable { std::move(resume)(std::move(value)); });
+          waiting->work.reset();
         };
         if (on_event_loop) {
           store_.publish_async(messages, stream, std::move(done));

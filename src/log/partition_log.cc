@@ -533,7 +533,7 @@ void PartitionLog::when_durable(Offset end, DurableCallback done) {
     complete_durable_waiters(lock, Status::ok());
     return;
   }
-  if (sync_pass_scheduled_) return;  // the scheduled pass has not started: it covers this one
+  if (sync_pass_scheduled_) return;  // a pass is scheduled or running: it covers this one
   std::shared_ptr<SyncThreads> threads = sync_threads_.lock();
   if (!threads) {
     lock.unlock();
@@ -546,24 +546,28 @@ void PartitionLog::when_durable(Offset end, DurableCallback done) {
 }
 
 void PartitionLog::run_sync_pass() {
+  // A pass runs while it has callers: whoever registers during its fdatasync is covered by its
+  // next round, on this thread, with no other thread woken (sync_pass_scheduled_ stays set
+  // until the pass ends with nobody waiting).
   std::unique_lock lock(sync_mutex_);
-  // From here on, a new when_durable schedules the next pass: this one covers only the callers
-  // whose batches were written before its fdatasync starts.
-  sync_pass_scheduled_ = false;
   for (;;) {
-    if (durable_waiters_.empty()) return;
+    if (durable_waiters_.empty()) {
+      sync_pass_scheduled_ = false;
+      return;
+    }
     Offset needed = 0;
     for (const DurableWaiter& waiter : durable_waiters_) needed = std::max(needed, waiter.end);
-    if (durable_offset_ >= needed || !sync_failure_.is_ok() || failed_.load()) break;
-    if (sync_in_progress_) {  // a blocking appender is syncing: its sync may cover everyone
-      sync_finished_.wait(lock);
-      continue;
+    if (durable_offset_ < needed && sync_failure_.is_ok() && !failed_.load()) {
+      if (sync_in_progress_) {  // a blocking appender is syncing: its sync may cover everyone
+        sync_finished_.wait(lock);
+        continue;
+      }
+      sync_in_progress_ = true;
+      (void)sync_written_locked(lock);  // a failure is sticky in sync_failure_
     }
-    sync_in_progress_ = true;
-    (void)sync_written_locked(lock);  // a failure is sticky in sync_failure_
-    break;
+    complete_durable_waiters(lock, Status::ok());
+    lock.lock();
   }
-  complete_durable_waiters(lock, Status::ok());
 }
 
 void PartitionLog::complete_durable_waiters(std::unique_lock<std::mutex>& lock, const Status& undecided) {

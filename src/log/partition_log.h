@@ -237,7 +237,7 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
     DurableCallback done;
   };
   std::vector<DurableWaiter> durable_waiters_;  // guarded by sync_mutex_
-  bool sync_pass_scheduled_ = false;            // guarded by sync_mutex_
+  bool sync_pass_scheduled_ = false;            // a pass is queued or running; guarded by sync_mutex_
   std::weak_ptr<SyncThreads> sync_threads_;     // set before the log is shared
   std::atomic<Offset> unsynced_from_{0};
 

@@ -1,12 +1,13 @@
 // log/sync_threads.h: the threads that make appends durable without a blocked thread per
 // appender (asynchronous group commit).
 //
-// PartitionLog::when_durable registers a completion and hands the log to these threads; one of
-// them runs the log's sync pass: one fdatasync covering everything written so far, then every
-// completion whose batch it covers, on that thread. Whoever registers while a pass syncs is
-// covered by the next pass, so all the appenders of one fsync window share one fdatasync, as
-// in the blocking path (PartitionLog::append). Several threads sync different partitions in
-// parallel; one log is never in two passes at once (PartitionLog::sync_pass_scheduled_).
+// PartitionLog::when_durable registers a completion and, unless the log already has a pass
+// queued or running, hands the log to these threads; one of them runs the log's sync pass:
+// one fdatasync covering everything written so far, then every completion whose batch it
+// covers, on that thread, and again while completions keep arriving. Whoever registers while
+// a pass syncs is covered by its next round, so all the appenders of one fsync window share
+// one fdatasync, as in the blocking path (PartitionLog::append). Several threads sync
+// different partitions in parallel; one log is never in two passes at once.
 //
 // Completions run on a sync thread and must be quick (post to an event loop and return).
 #pragma once
