@@ -34,6 +34,8 @@ void Broker::join() {
   std::call_once(joined_, [this] {
     workers_.join();
     notifier_.join();
+    std::unique_lock lock(answers_mutex_);
+    answers_done_.wait(lock, [this] { return answers_pending_ == 0; });
   });
 }
 
@@ -185,13 +187,19 @@ asio::awaitable<Result<std::vector<Position>>> Broker::publish_without_blocking(
         };
         auto waiting = std::make_shared<Waiting>(Waiting{std::nullopt, asio::make_work_guard(asio::get_associated_executor(handler))});
         waiting->handler.emplace(std::move(handler));
-        Store::PublishCallback done = [waiting](Positions result) {
+        {
+          std::lock_guard lock(answers_mutex_);
+          ++answers_pending_;
+        }
+        Store::PublishCallback done = [this, waiting](Positions result) {
           auto value = std::make_shared<Positions>(std::move(result));
           Handler resume = std::move(*waiting->handler);
           waiting->handler.reset();
           auto executor = asio::get_associated_executor(resume);
           asio::post(executor, [resume = std::move(resume), value]() mutable { std::move(resume)(std::move(value)); });
           waiting->work.reset();
+          std::lock_guard lock(answers_mutex_);
+          if (--answers_pending_ == 0) answers_done_.notify_all();
         };
         if (on_event_loop) {
           store_.publish_async(messages, stream, std::move(done));

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -134,7 +135,8 @@ class Broker {
   // Wakes every long poll and refuses new waits (they return at once). Idempotent.
   void stop();
   bool stopping() const { return stopping_.load(); }
-  // stop(), then wait for the blocking calls in progress to finish. Idempotent.
+  // stop(), then wait for the blocking calls in progress to finish and for every publish the
+  // store has not answered yet (its fdatasync in progress) to be answered. Idempotent.
   void join();
 
  private:
@@ -153,6 +155,11 @@ class Broker {
   asio::thread_pool workers_;
   asio::thread_pool notifier_{1};  // runs the coalesced wake-up passes
   std::atomic<bool> wake_pending_{false};
+  // Publishes whose answer the store has not posted yet: join() waits for them, so no answer is
+  // ever posted to an event loop that is being destroyed.
+  std::mutex answers_mutex_;
+  std::condition_variable answers_done_;
+  std::uint64_t answers_pending_ = 0;  // guarded by answers_mutex_
   std::atomic<bool> stopping_{false};
   std::once_flag joined_;
   std::mutex waiters_mutex_;
