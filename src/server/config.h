@@ -22,7 +22,7 @@ namespace msgstore::server {
 struct ServerConfig {
   std::string data_directory = "./data";
   std::string listen = "127.0.0.1:7480";  // host:port; port 0 = any free port (logged)
-  std::uint32_t io_threads = 0;           // event loops; 0 = one per core
+  std::uint32_t io_threads = 0;           // event loops; 0 = half the cores, at least one
   // Threads that run blocking Store calls (publish waits for fdatasync). Concurrent publishers
   // in one fsync window share a single fdatasync (group commit), so this is sized for the
   // number of publishers expected to wait at once, not for the number of cores.

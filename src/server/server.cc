@@ -70,7 +70,11 @@ class ServerImpl {
         broker_(store, broker::BrokerOptions{config.worker_threads, config.worker_queue_max}),
         context_(config_, store_, broker_, metrics_),
         dispatcher_(context_) {
-    const std::uint32_t loops = config.io_threads != 0 ? config.io_threads : std::max(1u, std::thread::hardware_concurrency());
+    // Default: half the cores. The loops parse, append and answer; fdatasync runs on the store's sync
+    // threads and blocking calls on the worker pool, which need cores too. Measured with 50
+    // connections publishing on 2 cores: one loop used 19-21 us of server CPU per publish,
+    // two loops 25-27 us (more wake-ups, fewer events per epoll_wait).
+    const std::uint32_t loops = config.io_threads != 0 ? config.io_threads : std::max(1u, std::thread::hardware_concurrency() / 2);
     for (std::uint32_t i = 0; i < loops; ++i) {
       loops_.push_back(std::make_unique<asio::io_context>(1));
       work_.push_back(asio::make_work_guard(*loops_.back()));
