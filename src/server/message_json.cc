@@ -185,6 +185,17 @@ void append_headers(std::string& out, std::span<const HeaderView> headers) {
 
 }  // namespace
 
+void append_position_json(std::string& out, const Position& position) {
+  out.append("{\"stream\":");
+  append_string(out, position.stream);  // stream names are validated text
+  out.append(",\"partition\":");
+  append_integer(out, position.partition);
+  out.append(",\"offset\":");
+  append_integer(out, position.offset);
+  if (position.duplicate) out.append(",\"duplicate\":true");
+  out.push_back('}');
+}
+
 void append_live_message_json(std::string& out, std::string_view stream, std::uint32_t partition,
                               const MessageView& message) {
   out.append("{\"stream\":");

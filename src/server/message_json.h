@@ -29,4 +29,8 @@ namespace msgstore::server {
 void append_live_message_json(std::string& out, std::string_view stream, std::uint32_t partition,
                               const MessageView& message);
 
+// Appends {"stream","partition","offset"[,"duplicate":true]}: the answer to a single publish,
+// byte for byte what json::serialize gives for that object (message_json_test.cc).
+void append_position_json(std::string& out, const Position& position);
+
 }  // namespace msgstore::server

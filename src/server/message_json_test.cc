@@ -1,6 +1,7 @@
 // The live endpoints' hand-written message JSON against the Boost.JSON object it replaces: the
 // same bytes for random messages (control bytes, quotes, multi-byte and malformed UTF-8, keys,
 // repeated and undecodable header names), and the result parses back to the same values.
+#include <limits>
 #include <random>
 
 #include <boost/json/parse.hpp>
@@ -84,6 +85,22 @@ TEST(MessageJsonTest, SameBytesAsBoostJsonOnRandomMessages) {
     const auto partition = static_cast<std::uint32_t>(random() >> (32 + random() % 32));
     const std::string expected = boost_json_text(stream, partition, message);
     ASSERT_EQ(written_text(stream, partition, message), expected) << "round " << round;
+  }
+}
+
+TEST(MessageJsonTest, PositionSameBytesAsBoostJson) {
+  std::mt19937_64 random(17);
+  for (int i = 0; i < 1000; ++i) {
+    Position position;
+    position.stream = "stream-" + std::to_string(random() % 1000) + (i % 2 ? "._x" : "");
+    position.partition = static_cast<std::uint32_t>(i < 3 ? i : random());
+    position.offset = i == 4 ? std::numeric_limits<Offset>::max() : random() >> (random() % 64);
+    position.duplicate = i % 3 == 0;
+    json::object object{{"stream", position.stream}, {"partition", position.partition}, {"offset", position.offset}};
+    if (position.duplicate) object["duplicate"] = true;
+    std::string written;
+    append_position_json(written, position);
+    ASSERT_EQ(written, json::serialize(object));
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "msgstore/limits.h"
 #include "server/json_codec.h"
+#include "server/message_json.h"
 #include "server/routes.h"
 
 namespace msgstore::server {
@@ -192,10 +193,12 @@ asio::awaitable<HttpResponse> publish_one(RequestContext& context) {
   auto positions = co_await context.server.broker().publish_to(stream, std::span<const OutgoingMessage>(&message, 1));
   if (!positions) co_return error_response(context, positions.status(), {{"stream", stream}});
   if (positions->empty()) co_return error_response(context, Status(ErrorCode::internal_error, "publish returned no position"));
-  const Position& position = positions->front();
-  json::object body{{"stream", position.stream}, {"partition", position.partition}, {"offset", position.offset}};
-  if (position.duplicate) body["duplicate"] = true;
-  co_return json_response(context, http::status::ok, std::move(body));
+  // The hottest answer of the API, written directly (same bytes as json_response would give).
+  std::string body;
+  body.reserve(96);
+  append_position_json(body, positions->front());
+  body.push_back('\n');
+  co_return text_response(context, http::status::ok, std::move(body), "application/json");
 }
 
 // POST /v1/streams/{stream}/batch: JSON {"messages":[...]} or NDJSON, all or nothing.
