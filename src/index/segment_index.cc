@@ -217,10 +217,13 @@ void SegmentIndexBuilder::grow() {
 }
 
 void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
-  MS_ASSERT(entries_.size() < no_entry);
   while ((term_count_ + 1) * 4 > slots_.size() * 3) grow();
+  insert(term, slot_index(term), posting);
+}
+
+void SegmentIndexBuilder::insert(std::uint64_t term, std::size_t index, Posting posting) {
+  MS_ASSERT(entries_.size() < no_entry);
   const std::size_t mask = slots_.size() - 1;
-  std::size_t index = slot_index(term);
   while (slots_[index].count != 0 && slots_[index].term != term) index = (index + 1) & mask;
   Slot& slot = slots_[index];
   const auto entry = static_cast<std::uint32_t>(entries_.size());
@@ -242,10 +245,11 @@ void SegmentIndexBuilder::add_pending() {
   while ((term_count_ + pending_.size()) * 4 > slots_.size() * 3) grow();
   constexpr std::size_t prefetch_distance = 16;
   const std::size_t count = pending_.size();
-  for (std::size_t i = 0; i < std::min(count, prefetch_distance); ++i) __builtin_prefetch(&slots_[slot_index(pending_[i].term)], 1);
+  for (PendingTerm& pending : pending_) pending.slot = slot_index(pending.term);
+  for (std::size_t i = 0; i < std::min(count, prefetch_distance); ++i) __builtin_prefetch(&slots_[pending_[i].slot], 1);
   for (std::size_t i = 0; i < count; ++i) {
-    if (i + prefetch_distance < count) __builtin_prefetch(&slots_[slot_index(pending_[i + prefetch_distance].term)], 1);
-    add(pending_[i].term, pending_[i].posting);
+    if (i + prefetch_distance < count) __builtin_prefetch(&slots_[pending_[i + prefetch_distance].slot], 1);
+    insert(pending_[i].term, pending_[i].slot, pending_[i].posting);
   }
   pending_.clear();
 }
@@ -261,16 +265,16 @@ Status SegmentIndexBuilder::add_batch(const IndexConfiguration& configuration, O
   pending_.clear();
   Status decoded = decoder.decode(batch, header, [&](const MessageView& message) {
     const Posting posting{static_cast<std::uint32_t>(message.offset - base_offset), static_cast<std::uint32_t>(position)};
-    if (message.key) pending_.push_back({key_term(*message.key), posting});
+    if (message.key) pending_.push_back({key_term(*message.key), posting, 0});
     if (!have_subject || message.subject != previous_subject) {
       previous_subject = message.subject;
       previous_subject_term = subject_term(message.subject);
       have_subject = true;
     }
-    pending_.push_back({previous_subject_term, posting});
+    pending_.push_back({previous_subject_term, posting, 0});
     if (any_headers) {
       for (const HeaderView& field : message.headers) {
-        if (auto seed = configuration.header_seed(field.name)) pending_.push_back({hash_bytes(field.value, *seed), posting});
+        if (auto seed = configuration.header_seed(field.name)) pending_.push_back({hash_bytes(field.value, *seed), posting, 0});
       }
     }
     return true;

@@ -99,10 +99,13 @@ class SegmentIndexBuilder {
   struct PendingTerm {
     std::uint64_t term;
     Posting posting;
+    std::size_t slot;  // slot_index(term), once there is room for every pending term
   };
   const Slot* find(std::uint64_t term) const;
   std::size_t slot_index(std::uint64_t term) const;
   void grow();
+  // Adds a posting, probing from slot `index`. REQUIRES: a free slot for a new term.
+  void insert(std::uint64_t term, std::size_t index, Posting posting);
   // Adds pending_ in order, prefetching slots a few terms ahead: with many distinct terms
   // (keys) most probes miss the cache, and this lets the misses overlap.
   void add_pending();
