@@ -77,6 +77,14 @@ void sort_by_hash(std::vector<Item>& items, Key key, Less less) {
   items.swap(sorted);
 }
 
+// Equality of a few bytes (header names) without a library call per comparison.
+bool same_short_bytes(const char* left, const char* right, std::size_t size) {
+  for (std::size_t i = 0; i < size; ++i) {
+    if (left[i] != right[i]) return false;
+  }
+  return true;
+}
+
 class MemoryFile final : public File {
  public:
   explicit MemoryFile(std::string bytes) : bytes_(std::move(bytes)) {}
@@ -146,7 +154,7 @@ bool IndexConfiguration::indexes_header(std::string_view name) const {
 std::optional<std::uint64_t> IndexConfiguration::header_seed(std::string_view name) const {
   if (!enabled) return std::nullopt;
   for (std::size_t i = 0; i < header_names.size(); ++i) {
-    if (header_names[i].size() != name.size() || header_names[i] != name) continue;
+    if (header_names[i].size() != name.size() || !same_short_bytes(header_names[i].data(), name.data(), name.size())) continue;
     return i < header_seeds.size() ? header_seeds[i] : hash_bytes(name, format::term_seed_header);
   }
   return std::nullopt;
