@@ -3,6 +3,7 @@
 //
 //   index_bench [--messages N] [--segments N] [--keys N] [--rate-messages N] [--repetitions N]
 //               [--runs N] [--directory PATH] [--keep] [--reuse] [--profile-lookups N]
+//               [--lookups-only] [--rate-only]
 //
 // 1. Publish rate with key, subject and two header indexes on, against the same messages into
 //    a stream with indexes off: the two streams take turns per chunk, publish_batch of 100,
@@ -51,6 +52,7 @@ struct Options {
   bool keep = false;        // keep the data set (for --reuse)
   bool reuse = false;       // open the data set a --keep run left, measure lookups and scans only
   bool lookups_only = false;  // no full scans, no payload-contains scan (for profiling lookups)
+  bool rate_only = false;     // only the publish-rate phase, with segments sized for --messages (profiling)
   std::size_t payload_bytes = 100;
   std::size_t batch_messages = 100;
 };
@@ -298,6 +300,13 @@ RunResult run_once(const Options& options, const std::filesystem::path& director
       published += count;
     }
     must(store->delete_stream("plain"), "delete plain");
+    outcome.rate_ratio = plain_seconds / indexed_seconds;
+    outcome.indexed_rate = static_cast<double>(options.rate_messages) / indexed_seconds;
+    outcome.plain_rate = static_cast<double>(options.rate_messages) / plain_seconds;
+    if (options.rate_only) {
+      must(store->close(), "close");
+      return outcome;
+    }
     publish_range("indexed", published, options.messages - published);
     sqlite.execute("BEGIN");
     for (std::uint64_t at = 0; at < options.messages; at += 1000) {
@@ -306,9 +315,6 @@ RunResult run_once(const Options& options, const std::filesystem::path& director
       for (std::size_t i = 0; i < size; ++i) sqlite.insert(at + i, batch[i]);
     }
     sqlite.execute("COMMIT");
-    outcome.rate_ratio = plain_seconds / indexed_seconds;
-    outcome.indexed_rate = static_cast<double>(options.rate_messages) / indexed_seconds;
-    outcome.plain_rate = static_cast<double>(options.rate_messages) / plain_seconds;
   }
   auto info = must(store->describe_stream("indexed"), "describe");
   outcome.segments = info.partitions[0].segments;
@@ -402,6 +408,11 @@ void print_table(const Options& options, const std::vector<RunResult>& runs) {
                 median_of([](const RunResult& run) { return run.indexed_rate; }),
                 median_of([](const RunResult& run) { return run.plain_rate; }), verdict(rate_ratio >= 0.7));
   }
+  if (options.rate_only) {
+    std::printf("\n");
+    std::fflush(stdout);
+    return;
+  }
   std::printf("| segments in the data set | %.0f | 64 | |\n", median_of([](const RunResult& run) { return double(run.segments); }));
   for (int which = 0; which < 2; ++which) {
     const char* what = which == 0 ? "key" : "header value";
@@ -443,6 +454,10 @@ int main(int argc, char** argv) {
     }
     if (flag == "--lookups-only") {
       options.lookups_only = true;
+      continue;
+    }
+    if (flag == "--rate-only") {
+      options.rate_only = true;
       continue;
     }
     if (i + 1 >= argc) die("missing value after " + flag);

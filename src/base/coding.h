@@ -48,6 +48,11 @@ inline const char* decode_varint(const char* in, const char* end, std::uint64_t&
     value = static_cast<unsigned char>(*in);
     return in + 1;
   }
+  // Two bytes (128..16383: record lengths of small messages), the same value the loop gives.
+  if (end - in >= 2 && static_cast<unsigned char>(in[1]) < 0x80) {
+    value = (static_cast<unsigned char>(in[0]) & 0x7Fu) | (std::uint64_t{static_cast<unsigned char>(in[1])} << 7);
+    return in + 2;
+  }
   std::uint64_t result = 0;
   for (unsigned shift = 0; shift < 64 && in < end; shift += 7) {
     std::uint64_t byte = static_cast<unsigned char>(*in++);

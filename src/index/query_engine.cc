@@ -266,11 +266,8 @@ Status QueryRun::fetch_postings(log::Segment& segment, const std::vector<Posting
     MSGSTORE_RETURN_IF_ERROR(read_batch(segment, position));
     std::sort(wanted.begin(), wanted.end());
     held.clear();
-    std::size_t next_wanted = 0;
-    Status decoded = decoder_.decode(batch_buffer_.data(), batch_header_, [&](const MessageView& message) {
-      while (next_wanted < wanted.size() && wanted[next_wanted] < message.offset) ++next_wanted;
-      if (next_wanted == wanted.size()) return false;
-      if (wanted[next_wanted] != message.offset) return true;
+    // Only the wanted records are decoded; the others are stepped over by their length.
+    Status decoded = decoder_.decode_offsets(batch_buffer_.data(), batch_header_, wanted, [&](const MessageView& message) {
       if (ascending) return offer(message);
       held.push_back(hold(message));
       return true;

@@ -1,9 +1,12 @@
 #include "index/segment_index.h"
 
 #include <algorithm>
+#include <bit>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <random>
+#include <utility>
 
 #include "base/assert.h"
 #include "base/coding.h"
@@ -30,13 +33,56 @@ std::uint32_t bloom_words_for(std::uint32_t term_count) {
 }
 
 // Calls probe(bit) for each of the term's bloom bits in a filter of `bits` bits.
+// Bit i is (first + i * step) mod bits; computed incrementally (two divisions, not seven):
+// first and step are below 2^32, so first + i * step never wraps and the sums agree.
 template <typename Probe>
 void for_each_bloom_bit(std::uint64_t term, std::uint64_t bits, Probe&& probe) {
-  const std::uint64_t first = term & 0xFFFFFFFFu;
-  const std::uint64_t step = (term >> 32) | 1;
+  const std::uint64_t step = ((term >> 32) | 1) % bits;
+  std::uint64_t bit = (term & 0xFFFFFFFFu) % bits;
   for (std::uint32_t probe_index = 0; probe_index < format::bloom_probes; ++probe_index) {
-    if (!probe((first + probe_index * step) % bits)) return;
+    if (!probe(bit)) return;
+    bit += step;
+    if (bit >= bits) bit -= bits;
   }
+}
+
+// Sorts `items` by `less`, which orders first by key(item), a well-mixed 64-bit hash: one pass
+// puts each item in a bucket by the key's top bits (about one item per bucket), then each
+// bucket is sorted alone. Linear for hashes, where std::sort was the largest cost of sealing a
+// segment's index; buckets that chosen keys crowd fall back to std::sort's n log n.
+template <typename Item, typename Key, typename Less>
+void sort_by_hash(std::vector<Item>& items, Key key, Less less) {
+  constexpr std::size_t small_count = 64;
+  constexpr int bucket_bits_max = 24;
+  const std::size_t count = items.size();
+  if (count <= small_count) {
+    std::sort(items.begin(), items.end(), less);
+    return;
+  }
+  const int bucket_bits = std::min(bucket_bits_max, static_cast<int>(std::bit_width(count)));
+  const int shift = 64 - bucket_bits;
+  // ends[b]: first the count of bucket b, then (prefix sums) where it starts, then after
+  // the scatter where it ends.
+  std::vector<std::uint32_t> ends(std::size_t{1} << bucket_bits, 0);
+  for (const Item& item : items) ++ends[key(item) >> shift];
+  std::uint32_t start = 0;
+  for (std::uint32_t& end : ends) start += std::exchange(end, start);
+  std::vector<Item> sorted(count);
+  for (const Item& item : items) sorted[ends[key(item) >> shift]++] = item;
+  std::uint32_t begin = 0;
+  for (std::uint32_t end : ends) {
+    if (end - begin > 1) std::sort(sorted.begin() + begin, sorted.begin() + end, less);
+    begin = end;
+  }
+  items.swap(sorted);
+}
+
+// Equality of a few bytes (header names) without a library call per comparison.
+bool same_short_bytes(const char* left, const char* right, std::size_t size) {
+  for (std::size_t i = 0; i < size; ++i) {
+    if (left[i] != right[i]) return false;
+  }
+  return true;
 }
 
 class MemoryFile final : public File {
@@ -80,8 +126,16 @@ std::uint64_t hash_bytes(std::string_view bytes, std::uint64_t seed) {
     remaining -= 8;
   }
   if (remaining > 0) {
-    std::uint64_t tail = 0;
-    std::memcpy(&tail, data, remaining);
+    // The 1-7 bytes left, little-endian, zero-extended, read without a variable-length
+    // memcpy (a library call per hash): two overlapping loads, or three bytes.
+    std::uint64_t tail;
+    if (remaining >= 4) {
+      tail = std::uint64_t{base::load_u32(data)} | (std::uint64_t{base::load_u32(data + remaining - 4)} << ((remaining - 4) * 8));
+    } else {
+      tail = std::uint64_t{static_cast<unsigned char>(data[0])} |
+             (std::uint64_t{static_cast<unsigned char>(data[remaining / 2])} << (remaining / 2 * 8)) |
+             (std::uint64_t{static_cast<unsigned char>(data[remaining - 1])} << ((remaining - 1) * 8));
+    }
     hash = mix(hash ^ tail ^ (std::uint64_t{remaining} << 56));
   }
   return mix(hash);
@@ -100,7 +154,7 @@ bool IndexConfiguration::indexes_header(std::string_view name) const {
 std::optional<std::uint64_t> IndexConfiguration::header_seed(std::string_view name) const {
   if (!enabled) return std::nullopt;
   for (std::size_t i = 0; i < header_names.size(); ++i) {
-    if (header_names[i].size() != name.size() || header_names[i] != name) continue;
+    if (header_names[i].size() != name.size() || !same_short_bytes(header_names[i].data(), name.data(), name.size())) continue;
     return i < header_seeds.size() ? header_seeds[i] : hash_bytes(name, format::term_seed_header);
   }
   return std::nullopt;
@@ -134,43 +188,120 @@ std::optional<Offset> parse_index_file_name(const std::string& name) {
 }
 
 // ---- Builder ----------------------------------------------------------------------------------
-void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
-  auto [chain, inserted] = chains_.try_emplace(term);
-  if (!inserted) {
-    // A message naming one term twice (a repeated header) is one posting.
-    if (entries_[chain->second.head].posting.relative_offset == posting.relative_offset) return;
-    entries_.push_back({posting, chain->second.head});
-  } else {
-    entries_.push_back({posting, no_entry});
+namespace {
+// Mixed into slot positions so that keys chosen to collide in the table's low bits (the term
+// hash is a public function) do not line up in one probe sequence. Per process; the file
+// format never sees it (encode sorts by term).
+const std::uint64_t slot_salt = [] {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32) ^ device();
+}();
+}  // namespace
+
+std::size_t SegmentIndexBuilder::slot_index(std::uint64_t term) const {
+  return static_cast<std::size_t>(mix(term ^ slot_salt)) & (slots_.size() - 1);
+}
+
+const SegmentIndexBuilder::Slot* SegmentIndexBuilder::find(std::uint64_t term) const {
+  if (term_count_ == 0) return nullptr;
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t index = slot_index(term);; index = (index + 1) & mask) {
+    const Slot& slot = slots_[index];
+    if (slot.count == 0) return nullptr;
+    if (slot.term == term) return &slot;
   }
-  chain->second.head = static_cast<std::uint32_t>(entries_.size() - 1);
-  ++chain->second.count;
+}
+
+void SegmentIndexBuilder::grow() {
+  std::vector<Slot> old(std::max(initial_slots, slots_.size() * 2), Slot{});
+  old.swap(slots_);
+  const std::size_t mask = slots_.size() - 1;
+  for (const Slot& slot : old) {
+    if (slot.count == 0) continue;
+    std::size_t index = slot_index(slot.term);
+    while (slots_[index].count != 0) index = (index + 1) & mask;
+    slots_[index] = slot;
+  }
+}
+
+void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
+  while ((term_count_ + 1) * 4 > slots_.size() * 3) grow();
+  insert(term, slot_index(term), posting);
+}
+
+void SegmentIndexBuilder::insert(std::uint64_t term, std::size_t index, Posting posting) {
+  MS_ASSERT(entries_.size() < no_entry);
+  const std::size_t mask = slots_.size() - 1;
+  while (slots_[index].count != 0 && slots_[index].term != term) index = (index + 1) & mask;
+  Slot& slot = slots_[index];
+  const auto entry = static_cast<std::uint32_t>(entries_.size());
+  if (slot.count == 0) {
+    slot = Slot{term, static_cast<std::uint32_t>(term_count_++), entry, 1, posting.relative_offset};
+    entries_.push_back({posting, no_entry, slot.id});
+    return;
+  }
+  // A message naming one term twice (a repeated header) is one posting.
+  if (slot.last_relative_offset == posting.relative_offset) return;
+  entries_.push_back({posting, slot.head, slot.id});
+  slot.head = entry;
+  slot.last_relative_offset = posting.relative_offset;
+  ++slot.count;
+}
+
+void SegmentIndexBuilder::add_pending() {
+  // Room for every pending term first, so no slot moves while its line is being fetched.
+  while ((term_count_ + pending_.size()) * 4 > slots_.size() * 3) grow();
+  constexpr std::size_t prefetch_distance = 16;
+  const std::size_t count = pending_.size();
+  for (PendingTerm& pending : pending_) pending.slot = slot_index(pending.term);
+  for (std::size_t i = 0; i < std::min(count, prefetch_distance); ++i) __builtin_prefetch(&slots_[pending_[i].slot], 1);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i + prefetch_distance < count) __builtin_prefetch(&slots_[pending_[i + prefetch_distance].slot], 1);
+    insert(pending_[i].term, pending_[i].slot, pending_[i].posting);
+  }
+  pending_.clear();
 }
 
 Status SegmentIndexBuilder::add_batch(const IndexConfiguration& configuration, Offset base_offset, std::uint64_t position,
                                       const char* batch, const log::BatchHeader& header, log::RecordDecoder& decoder) {
   if (!configuration.enabled) return Status::ok();
   const bool any_headers = !configuration.header_names.empty();
-  return decoder.decode(batch, header, [&](const MessageView& message) {
+  // Messages of a batch mostly share their subject: hash it once per run of equal subjects.
+  std::string_view previous_subject;
+  std::uint64_t previous_subject_term = 0;
+  bool have_subject = false;
+  pending_.clear();
+  Status decoded = decoder.decode(batch, header, [&](const MessageView& message) {
     const Posting posting{static_cast<std::uint32_t>(message.offset - base_offset), static_cast<std::uint32_t>(position)};
-    if (message.key) add(key_term(*message.key), posting);
-    add(subject_term(message.subject), posting);
+    if (message.key) pending_.push_back({key_term(*message.key), posting, 0});
+    if (!have_subject || message.subject != previous_subject) {
+      previous_subject = message.subject;
+      previous_subject_term = subject_term(message.subject);
+      have_subject = true;
+    }
+    pending_.push_back({previous_subject_term, posting, 0});
     if (any_headers) {
       for (const HeaderView& field : message.headers) {
-        if (auto seed = configuration.header_seed(field.name)) add(hash_bytes(field.value, *seed), posting);
+        if (auto seed = configuration.header_seed(field.name)) pending_.push_back({hash_bytes(field.value, *seed), posting, 0});
       }
     }
     return true;
   });
+  if (!decoded.is_ok()) {
+    pending_.clear();  // nothing of a malformed batch is indexed
+    return decoded;
+  }
+  add_pending();
+  return Status::ok();
 }
 
 void SegmentIndexBuilder::postings(std::uint64_t term, std::vector<Posting>& out) const {
-  auto found = chains_.find(term);
-  if (found == chains_.end()) return;
+  const Slot* slot = find(term);
+  if (slot == nullptr) return;
   const std::size_t start = out.size();
-  out.resize(start + found->second.count);
+  out.resize(start + slot->count);
   std::size_t at = out.size();
-  for (std::uint32_t entry = found->second.head; entry != no_entry; entry = entries_[entry].previous) {
+  for (std::uint32_t entry = slot->head; entry != no_entry; entry = entries_[entry].previous) {
     out[--at] = entries_[entry].posting;
   }
   MS_ASSERT(at == start);
@@ -178,53 +309,83 @@ void SegmentIndexBuilder::postings(std::uint64_t term, std::vector<Posting>& out
 
 void SegmentIndexBuilder::clear() {
   entries_.clear();
-  chains_.clear();
+  if (term_count_ != 0) std::fill(slots_.begin(), slots_.end(), Slot{});
+  term_count_ = 0;
 }
 
 std::string SegmentIndexBuilder::encode(const std::vector<const SegmentIndexBuilder*>& parts, Offset base_offset,
                                         std::uint64_t log_bytes, Offset next_offset, std::uint64_t fingerprint) {
-  std::vector<std::uint64_t> terms;
+  // Every (term, part) with its count, sorted by term and then part (older part first).
+  struct PartTerm {
+    std::uint64_t term;
+    std::uint32_t part;
+    std::uint32_t id;
+    std::uint32_t count;
+  };
+  std::vector<PartTerm> part_terms;
   std::size_t posting_total = 0;
-  for (const SegmentIndexBuilder* part : parts) {
-    posting_total += part->entries_.size();
-    for (const auto& [term, chain] : part->chains_) terms.push_back(term);
+  std::size_t slot_total = 0;
+  for (const SegmentIndexBuilder* part : parts) slot_total += part->term_count_;
+  part_terms.reserve(slot_total);
+  for (std::uint32_t part = 0; part < parts.size(); ++part) {
+    posting_total += parts[part]->entries_.size();
+    for (const Slot& slot : parts[part]->slots_) {
+      if (slot.count != 0) part_terms.push_back({slot.term, part, slot.id, slot.count});
+    }
   }
-  std::sort(terms.begin(), terms.end());
-  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
-  const auto term_count = static_cast<std::uint32_t>(terms.size());
+  sort_by_hash(part_terms, [](const PartTerm& item) { return item.term; }, [](const PartTerm& left, const PartTerm& right) {
+    return left.term != right.term ? left.term < right.term : left.part < right.part;
+  });
+  std::uint32_t term_count = 0;
+  for (std::size_t i = 0; i < part_terms.size(); ++i) {
+    if (i == 0 || part_terms[i].term != part_terms[i - 1].term) ++term_count;
+  }
   const std::uint32_t bloom_words = bloom_words_for(term_count);
-  const std::size_t tables_bytes = bloom_words * 8 + terms.size() * format::term_entry_bytes;
+  const std::size_t tables_bytes = bloom_words * 8 + std::size_t{term_count} * format::term_entry_bytes;
   std::string image(format::header_bytes + tables_bytes + posting_total * format::posting_bytes, '\0');
   char* bloom = image.data() + format::header_bytes;
   char* term_table = bloom + bloom_words * 8;
-  char* postings_area = term_table + terms.size() * format::term_entry_bytes;
+  char* postings_area = term_table + std::size_t{term_count} * format::term_entry_bytes;
   const std::uint64_t bloom_bits = std::uint64_t{bloom_words} * 64;
   std::vector<std::uint64_t> bloom_bits_words(bloom_words, 0);
-  std::vector<Posting> run;
+
+  // The term table, and where each (part, term) run starts in the postings.
+  std::vector<std::vector<std::uint32_t>> run_cursor(parts.size());
+  for (std::size_t part = 0; part < parts.size(); ++part) run_cursor[part].resize(parts[part]->term_count_);
   std::uint32_t written = 0;
-  for (std::size_t index = 0; index < terms.size(); ++index) {
-    const std::uint64_t term = terms[index];
+  std::uint32_t term_index = 0;
+  for (std::size_t i = 0; i < part_terms.size();) {
+    const std::uint64_t term = part_terms[i].term;
+    const std::uint32_t first = written;
+    for (; i < part_terms.size() && part_terms[i].term == term; ++i) {
+      run_cursor[part_terms[i].part][part_terms[i].id] = written;
+      written += part_terms[i].count;
+    }
     for_each_bloom_bit(term, bloom_bits, [&](std::uint64_t bit) {
       bloom_bits_words[bit / 64] |= std::uint64_t{1} << (bit % 64);
       return true;
     });
-    run.clear();
-    for (const SegmentIndexBuilder* part : parts) part->postings(term, run);
-    char* run_start = postings_area + std::size_t{written} * format::posting_bytes;
-    for (std::size_t i = 0; i < run.size(); ++i) {
-      base::store_u32(run_start + i * format::posting_bytes, run[i].relative_offset);
-      base::store_u32(run_start + i * format::posting_bytes + 4, run[i].position);
-    }
-    char* entry = term_table + index * format::term_entry_bytes;
+    char* entry = term_table + std::size_t{term_index++} * format::term_entry_bytes;
     base::store_u64(entry, term);
-    base::store_u32(entry + 8, written);
-    base::store_u32(entry + 12, static_cast<std::uint32_t>(run.size()));
-    base::store_u32(entry + 16, base::crc32c(run_start, run.size() * format::posting_bytes));
+    base::store_u32(entry + 8, first);
+    base::store_u32(entry + 12, written - first);
     base::store_u32(entry + 20, 0);
-    written += static_cast<std::uint32_t>(run.size());
   }
-  MS_ASSERT(written <= posting_total);
-  image.resize(format::header_bytes + tables_bytes + std::size_t{written} * format::posting_bytes);
+  MS_ASSERT(term_index == term_count && written == posting_total);
+  // One pass over the entries of each part, in offset order, fills every run ascending.
+  for (std::size_t part = 0; part < parts.size(); ++part) {
+    std::vector<std::uint32_t>& cursor = run_cursor[part];
+    for (const Entry& entry : parts[part]->entries_) {
+      char* out = postings_area + std::size_t{cursor[entry.term_id]++} * format::posting_bytes;
+      base::store_u32(out, entry.posting.relative_offset);
+      base::store_u32(out + 4, entry.posting.position);
+    }
+  }
+  for (std::uint32_t index = 0; index < term_count; ++index) {
+    char* entry = term_table + std::size_t{index} * format::term_entry_bytes;
+    const char* run = postings_area + std::size_t{base::load_u32(entry + 8)} * format::posting_bytes;
+    base::store_u32(entry + 16, base::crc32c(run, std::size_t{base::load_u32(entry + 12)} * format::posting_bytes));
+  }
   for (std::uint32_t word = 0; word < bloom_words; ++word) base::store_u64(bloom + word * 8, bloom_bits_words[word]);
   char* header = image.data();
   base::store_u32(header, format::magic);

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <optional>
 #include <vector>
 
 #include "log/record_batch.h"
@@ -54,18 +54,26 @@ struct Posting {
 std::filesystem::path index_file_path(const std::filesystem::path& directory, Offset base_offset);
 std::optional<Offset> parse_index_file_name(const std::string& name);
 
+// The index of the active segment, filled on the append path. Flat and allocation-free in
+// the steady state (capacity is kept across clear()): per posting one probe of an
+// open-addressing table keyed by the term hash and one entry appended to a vector; the
+// entries of a term are chained newest first for lookups, and encode() lays them out as
+// the file's runs with one sequential pass (a counting sort), not by walking the chains.
 class SegmentIndexBuilder {
  public:
   // Decodes a checked batch at `position` of a segment based at `base_offset` and adds the
   // terms of each record. corruption if a record does not decode.
   Status add_batch(const IndexConfiguration& configuration, Offset base_offset, std::uint64_t position,
                    const char* batch, const log::BatchHeader& header, log::RecordDecoder& decoder);
+  // REQUIRES: postings are added in ascending relative offset (one message's terms together).
   void add(std::uint64_t term, Posting posting);
-  bool contains(std::uint64_t term) const { return chains_.count(term) != 0; }
+  bool contains(std::uint64_t term) const { return find(term) != nullptr; }
   // Appends the postings of `term` to `out`, ascending by offset.
   void postings(std::uint64_t term, std::vector<Posting>& out) const;
+  // Forgets every term; keeps the memory for the next segment.
   void clear();
   std::size_t posting_count() const { return entries_.size(); }
+  std::size_t term_count() const { return term_count_; }
 
   // The file image of `parts` (consecutive offset ranges, oldest first) as one index.
   static std::string encode(const std::vector<const SegmentIndexBuilder*>& parts, Offset base_offset,
@@ -75,14 +83,36 @@ class SegmentIndexBuilder {
   struct Entry {
     Posting posting;
     std::uint32_t previous;  // index of the term's previous entry, or no_entry
+    std::uint32_t term_id;   // dense id of the entry's term (its slot's id)
   };
-  struct Chain {
-    std::uint32_t head = 0;  // newest entry
-    std::uint32_t count = 0;
+  // One term. count == 0 marks an empty slot.
+  struct Slot {
+    std::uint64_t term;
+    std::uint32_t id;
+    std::uint32_t head;  // newest entry
+    std::uint32_t count;
+    std::uint32_t last_relative_offset;  // of the newest entry (a repeated term in one message)
   };
+  static_assert(sizeof(Slot) == 24);
   static constexpr std::uint32_t no_entry = 0xFFFFFFFFu;
+  static constexpr std::size_t initial_slots = 1024;  // a power of two
+  struct PendingTerm {
+    std::uint64_t term;
+    Posting posting;
+    std::size_t slot;  // slot_index(term), once there is room for every pending term
+  };
+  const Slot* find(std::uint64_t term) const;
+  std::size_t slot_index(std::uint64_t term) const;
+  void grow();
+  // Adds a posting, probing from slot `index`. REQUIRES: a free slot for a new term.
+  void insert(std::uint64_t term, std::size_t index, Posting posting);
+  // Adds pending_ in order, prefetching slots a few terms ahead: with many distinct terms
+  // (keys) most probes miss the cache, and this lets the misses overlap.
+  void add_pending();
+  std::vector<PendingTerm> pending_;  // the terms of one batch (add_batch), reused
   std::vector<Entry> entries_;
-  std::unordered_map<std::uint64_t, Chain> chains_;
+  std::vector<Slot> slots_;  // open addressing, linear probing, at most 3/4 full
+  std::size_t term_count_ = 0;
 };
 
 struct IndexFileHeader {

@@ -178,18 +178,25 @@ bool check_batch_body(const char* batch, const BatchHeader& header) {
   return crc == base::load_u32(batch + format::batch_body_crc_position);
 }
 
-const char* RecordDecoder::decode_one(const char* cursor, const char* end, const BatchHeader& header, MessageView& view) {
+const char* RecordDecoder::record_extent(const char* cursor, const char* end, const BatchHeader& header, Offset& offset,
+                                         const char*& after_offset) {
   std::uint64_t record_bytes;
   cursor = decode_varint(cursor, end, record_bytes);
   if (cursor == nullptr || record_bytes > static_cast<std::uint64_t>(end - cursor)) return nullptr;
   const char* record_end = cursor + record_bytes;
   std::uint64_t offset_delta;
+  after_offset = decode_varint(cursor, record_end, offset_delta);
+  if (after_offset == nullptr || offset_delta > header.last_offset_delta) return nullptr;
+  offset = header.base_offset + offset_delta;
+  return record_end;
+}
+
+const char* RecordDecoder::decode_one(const char* cursor, const char* end, const BatchHeader& header, MessageView& view) {
+  const char* record_end = record_extent(cursor, end, header, view.offset, cursor);
+  if (record_end == nullptr) return nullptr;
   std::uint64_t timestamp_delta;
-  cursor = decode_varint(cursor, record_end, offset_delta);
-  if (cursor == nullptr || offset_delta > header.last_offset_delta) return nullptr;
   cursor = decode_varint(cursor, record_end, timestamp_delta);
   if (cursor == nullptr) return nullptr;
-  view.offset = header.base_offset + offset_delta;
   view.timestamp_ms = static_cast<TimestampMs>(static_cast<std::uint64_t>(header.first_timestamp_ms) +
                                                static_cast<std::uint64_t>(base::zigzag_decode(timestamp_delta)));
   auto get_bytes = [&cursor, record_end](std::string_view& out) {

@@ -276,6 +276,58 @@ TEST(RecordBatch, DecodeStopsWhenVisitorSaysSo) {
   EXPECT_EQ(seen, 3);
 }
 
+// decode_offsets visits exactly the wanted records that exist, in order, each equal to the
+// message that was encoded.
+TEST(RecordBatch, DecodeOffsetsVisitsOnlyTheWantedRecords) {
+  std::mt19937_64 random(8);
+  BatchBuilder builder;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<TestMessage> messages(1 + random() % 30);
+    for (auto& message : messages) message = random_message(random);
+    const Offset base_offset = random() % 100000;
+    const std::string batch = build(builder, messages, base_offset);
+    BatchHeader header;
+    ASSERT_EQ(check_batch_header(batch.data(), batch.size(), header), HeaderCheck::valid);
+    std::vector<Offset> wanted;
+    for (Offset offset = base_offset - std::min<Offset>(base_offset, 2); offset < base_offset + messages.size() + 2; ++offset) {
+      if (random() % 3 == 0) wanted.push_back(offset);
+    }
+    RecordDecoder decoder;
+    std::vector<Offset> visited;
+    ASSERT_TRUE(decoder.decode_offsets(batch.data(), header, wanted, [&](const MessageView& message) {
+      expect_same(message.to_message(), messages[message.offset - base_offset], message.offset);
+      visited.push_back(message.offset);
+      return true;
+    }).is_ok());
+    std::vector<Offset> expected;
+    for (Offset offset : wanted) {
+      if (offset >= base_offset && offset < base_offset + messages.size()) expected.push_back(offset);
+    }
+    EXPECT_EQ(visited, expected);
+  }
+}
+
+TEST(RecordBatch, DecodeOffsetsStopsAndReportsMalformedRecords) {
+  std::mt19937_64 random(9);
+  std::vector<TestMessage> messages(6);
+  for (auto& message : messages) message = random_message(random);
+  BatchBuilder builder;
+  std::string batch = build(builder, messages, 100);
+  BatchHeader header;
+  ASSERT_EQ(check_batch_header(batch.data(), batch.size(), header), HeaderCheck::valid);
+  RecordDecoder decoder;
+  const std::vector<Offset> all{100, 101, 102, 103, 104, 105};
+  int seen = 0;
+  ASSERT_TRUE(decoder.decode_offsets(batch.data(), header, all, [&](const MessageView&) { return ++seen < 2; }).is_ok());
+  EXPECT_EQ(seen, 2);
+  // A record length pointing past the batch (checksums are not what is tested here).
+  batch[format::batch_header_bytes] = static_cast<char>(0xFF);
+  batch[format::batch_header_bytes + 1] = static_cast<char>(0xFF);
+  batch[format::batch_header_bytes + 2] = static_cast<char>(0x7F);
+  const std::vector<Offset> last{105};
+  EXPECT_EQ(decoder.decode_offsets(batch.data(), header, last, [](const MessageView&) { return true; }).code(), ErrorCode::corruption);
+}
+
 class BatchDamage : public ::testing::Test {
  protected:
   void SetUp() override {

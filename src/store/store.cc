@@ -461,20 +461,21 @@ namespace {
 Status validate_reserved_headers(const OutgoingMessage& message) {
   bool has_id_header = false;
   bool has_ttl_header = false;
-  const std::string id_limits = "1 to " + std::to_string(limits::message_id_bytes_max) + " bytes";
-  const std::string ttl_limits = "1 to " + std::to_string(limits::ttl_ms_max) + " milliseconds, in decimal digits";
+  // The error texts are made only on error: this runs for every message with a key or headers.
+  auto id_limits = [] { return "1 to " + std::to_string(limits::message_id_bytes_max) + " bytes"; };
+  auto ttl_limits = [] { return "1 to " + std::to_string(limits::ttl_ms_max) + " milliseconds, in decimal digits"; };
   for (const HeaderView& header : message.headers) {
     if (log::header_name_equals(header.name, message_id_header)) {
       if (has_id_header) return Status(ErrorCode::invalid_argument, "a message may carry one " + std::string(message_id_header) + " header");
       has_id_header = true;
       if (header.value.empty() || header.value.size() > limits::message_id_bytes_max) {
-        return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits);
+        return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits());
       }
     } else if (log::header_name_equals(header.name, ttl_header)) {
       if (has_ttl_header) return Status(ErrorCode::invalid_argument, "a message may carry one " + std::string(ttl_header) + " header");
       has_ttl_header = true;
       if (!log::parse_ttl_ms(header.value)) {
-        return Status(ErrorCode::invalid_argument, std::string(ttl_header) + " '" + std::string(header.value) + "' must be " + ttl_limits);
+        return Status(ErrorCode::invalid_argument, std::string(ttl_header) + " '" + std::string(header.value) + "' must be " + ttl_limits());
       }
     }
   }
@@ -484,7 +485,7 @@ Status validate_reserved_headers(const OutgoingMessage& message) {
                                                      std::string(message_id_header) + " header, not both");
     }
     if (message.message_id->empty() || message.message_id->size() > limits::message_id_bytes_max) {
-      return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits);
+      return Status(ErrorCode::invalid_argument, "a message id must be " + id_limits());
     }
   }
   if (message.ttl_ms) {
@@ -493,7 +494,7 @@ Status validate_reserved_headers(const OutgoingMessage& message) {
                                                      " header, not both");
     }
     if (*message.ttl_ms < 1 || *message.ttl_ms > limits::ttl_ms_max) {
-      return Status(ErrorCode::invalid_argument, "ttl_ms must be " + ttl_limits);
+      return Status(ErrorCode::invalid_argument, "ttl_ms must be " + ttl_limits());
     }
   }
   return Status::ok();
