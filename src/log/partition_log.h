@@ -117,6 +117,9 @@ class PartitionLog {
 
   Offset log_start_offset() const { return log_start_offset_.load(std::memory_order_acquire); }
   Offset high_watermark() const { return high_watermark_.load(std::memory_order_acquire); }
+  // Everything below this offset is on stable storage (synced, or in a sealed segment). Under
+  // fsync=interval/never it may lag the high watermark: a power loss can take what lies between.
+  Offset durable_offset() const { return synced_offset_hint_.load(std::memory_order_acquire); }
   PartitionInfo info(std::uint32_t partition) const;
 
   // Maintenance: retention, age-based roll, interval fsync, checkpoint. Called periodically.
