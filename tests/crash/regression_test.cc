@@ -251,5 +251,52 @@ TEST(Regression, QueriesAfterASegmentRewriteUseTheNewSegmentsIndex) {
   EXPECT_EQ(offsets_of(Query{.stream = "s", .key = "user-2", .limit = 1000}).size(), 20u);
 }
 
+// Found by power_loss_rewrite_test (PowerLossRewrite.FsyncIntervalLosesOnlyAnUnsyncedSuffix,
+// several seeds in 30): compaction counted a newer value that was written but not yet synced
+// (fsync=interval, in the active segment) as superseding an older, synced one, and rewrote the
+// sealed segment without it. A power loss then took the newer value: the key had no value at
+// all, and a synced message was lost. Only durable values supersede now.
+TEST(Regression, CompactionKeepsASyncedValueWhoseNewerValueIsNotSyncedYet) {
+  auto disk = std::make_shared<FaultFileSystem>();
+  StreamConfig config;
+  config.name = "kv";
+  config.subjects = {"kv.>"};
+  config.segment_bytes = limits::segment_bytes_min;
+  config.cleanup = CleanupPolicy::compact;
+  config.fsync = FsyncPolicy::interval;
+  config.fsync_interval_ms = limits::fsync_interval_ms_max;  // no interval sync during the test
+  const std::string old_value = make_payload(MessageId{0, 0}, 100);
+  const std::string new_value = make_payload(MessageId{0, 1}, 100);
+  Offset old_offset = 0;
+  {
+    auto opened = Store::open("/data", StoreOptions{.file_system = disk, .background_maintenance = false});
+    ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+    std::unique_ptr<Store> store = std::move(*opened);
+    ASSERT_TRUE(store->create_stream(config).is_ok());
+    auto published = store->publish(OutgoingMessage{.subject = "kv.a", .key = "k", .payload = old_value});
+    ASSERT_TRUE(published.is_ok()) << published.status().to_string();
+    old_offset = published->front().offset;
+    // Fill the segment with unkeyed messages until it rolls: the old value is sealed (synced).
+    const std::string filler(400, 'f');
+    while (store->describe_stream("kv")->partitions[0].segments < 2) {
+      ASSERT_TRUE(store->publish(OutgoingMessage{.subject = "kv.f", .payload = filler}).is_ok());
+    }
+    // The newer value: written, acknowledged under fsync=interval, not synced.
+    ASSERT_TRUE(store->publish(OutgoingMessage{.subject = "kv.a", .key = "k", .payload = new_value}).is_ok());
+    ASSERT_TRUE(store->run_maintenance().is_ok());  // the background compaction pass
+    disk->simulate_power_loss(1, PowerLossMode::drop_all_unsynced);
+  }
+  auto reopened = Store::open("/data", StoreOptions{.file_system = disk, .background_maintenance = false});
+  ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
+  std::vector<std::string> values;
+  auto scanned = (*reopened)->scan("kv", 0, 0, limits::read_messages_max, [&](const MessageView& message) {
+    if (message.key && *message.key == "k") values.emplace_back(message.payload);
+    return ScanControl::proceed;
+  });
+  ASSERT_TRUE(scanned.is_ok()) << scanned.status().to_string();
+  EXPECT_EQ(values, std::vector<std::string>{old_value}) << "the synced value at offset " << old_offset
+                                                          << " must survive the loss of its unsynced successor";
+}
+
 }  // namespace
 }  // namespace msgstore::crash
