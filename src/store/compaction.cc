@@ -42,7 +42,16 @@ Status scan_partition(const log::PartitionLog& log, Offset from, Offset until,
       visit(message);
       return true;
     });
-    if (!scanned) return scanned.status();
+    if (!scanned) {
+      // Retention moved the log start past `next` meanwhile (another thread's maintenance pass;
+      // the new start is durable before readers see it): what lay below it is gone for good.
+      const Offset log_start = log.log_start_offset();
+      if (scanned.status().code() == ErrorCode::offset_out_of_range && next < log_start) {
+        next = log_start;
+        continue;
+      }
+      return scanned.status();
+    }
     if (*scanned <= next) break;  // the readable end
     next = *scanned;
   }
