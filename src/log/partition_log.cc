@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "base/assert.h"
 #include "base/coding.h"
@@ -96,6 +97,15 @@ void PartitionLog::set_data_listener(std::function<void()> listener) {
 Status PartitionLog::write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset,
                                       std::optional<Offset> new_log_start) {
   std::lock_guard lock(meta_mutex_);
+  // The checkpoint only moves forward. A caller that read the log's end before another thread
+  // rolled the segment (maintenance, retention) must not take it back: the older segment may
+  // have been rewritten since (a rewrite needs its segment behind the checkpoint), and recovery
+  // would then find the checkpointed bytes gone and report them damaged.
+  if (std::pair(segment_base, position) < std::pair(checkpoint_segment_, checkpoint_position_)) {
+    segment_base = checkpoint_segment_;
+    position = checkpoint_position_;
+    next_offset = checkpoint_next_offset_;
+  }
   io::MetadataFields fields;
   fields["log_start_offset"] = std::to_string(new_log_start.value_or(log_start_offset_.load()));
   fields["recovery_segment"] = std::to_string(segment_base);
