@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "base/assert.h"
 #include "base/coding.h"
@@ -95,10 +96,20 @@ void PartitionLog::set_data_listener(std::function<void()> listener) {
   data_listener_ = std::move(listener);
 }
 
-Status PartitionLog::write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset) {
+Status PartitionLog::write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset,
+                                      std::optional<Offset> new_log_start) {
   std::lock_guard lock(meta_mutex_);
+  // The checkpoint only moves forward. A caller that read the log's end before another thread
+  // rolled the segment (maintenance, retention) must not take it back: the older segment may
+  // have been rewritten since (a rewrite needs its segment behind the checkpoint), and recovery
+  // would then find the checkpointed bytes gone and report them damaged.
+  if (std::pair(segment_base, position) < std::pair(checkpoint_segment_, checkpoint_position_)) {
+    segment_base = checkpoint_segment_;
+    position = checkpoint_position_;
+    next_offset = checkpoint_next_offset_;
+  }
   io::MetadataFields fields;
-  fields["log_start_offset"] = std::to_string(log_start_offset_.load());
+  fields["log_start_offset"] = std::to_string(new_log_start.value_or(log_start_offset_.load()));
   fields["recovery_segment"] = std::to_string(segment_base);
   fields["recovery_position"] = std::to_string(position);
   fields["recovery_next_offset"] = std::to_string(next_offset);
@@ -107,6 +118,8 @@ Status PartitionLog::write_checkpoint(Offset segment_base, std::uint64_t positio
   checkpoint_segment_ = segment_base;
   checkpoint_position_ = position;
   checkpoint_next_offset_ = next_offset;
+  // Still under meta_mutex_, so no other checkpoint write can record the older start after this.
+  if (new_log_start) log_start_offset_.store(*new_log_start, std::memory_order_release);
   return Status::ok();
 }
 
@@ -914,7 +927,10 @@ Status PartitionLog::apply_retention(TimestampMs now) {
   }
   if (doomed.empty()) return Status::ok();
   // Persist the new log start first: a crash after this point finishes the deletion on open.
-  const Offset previous_start = log_start_offset_.exchange(new_start);
+  // Readers (an erase's search among them) see it only once it is durable: until then a power
+  // loss brings the segments back, and an erase that skipped their messages as already gone
+  // would have returned ok with them readable again (tests/crash/regression_test.cc). If the
+  // write fails (ENOSPC, typically) nothing was deleted and the log start stays as it was.
   {
     Offset segment;
     std::uint64_t position;
@@ -925,13 +941,7 @@ Status PartitionLog::apply_retention(TimestampMs now) {
       position = checkpoint_position_;
       next = checkpoint_next_offset_;
     }
-    Status written = write_checkpoint(segment, position, next);
-    if (!written.is_ok()) {
-      // Nothing was deleted: readers keep the log start that is on disk (ENOSPC, typically).
-      Offset expected = new_start;
-      log_start_offset_.compare_exchange_strong(expected, previous_start);
-      return written;
-    }
+    MSGSTORE_RETURN_IF_ERROR(write_checkpoint(segment, position, next, new_start));
   }
   {
     std::unique_lock lock(segments_mutex_);

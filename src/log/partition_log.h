@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -144,6 +145,9 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
 
   Offset log_start_offset() const { return log_start_offset_.load(std::memory_order_acquire); }
   Offset high_watermark() const { return high_watermark_.load(std::memory_order_acquire); }
+  // Everything below this offset is on stable storage (synced, or in a sealed segment). Under
+  // fsync=interval/never it may lag the high watermark: a power loss can take what lies between.
+  Offset durable_offset() const { return synced_offset_hint_.load(std::memory_order_acquire); }
   PartitionInfo info(std::uint32_t partition) const;
 
   // Maintenance: retention, age-based roll, interval fsync, checkpoint. Called periodically.
@@ -182,7 +186,11 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
   PartitionLog(FileSystem& file_system, std::filesystem::path directory, std::string label, LogOptions options, Clock clock);
   Status recover(RecoveryReport& report);
   Status roll_locked(TimestampMs now);  // requires append_mutex_
-  Status write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
+  // Writes partition.meta (tmp, fsync, rename, directory fsync). With `new_log_start` (retention)
+  // it records that log start and only then makes it the one readers see, under meta_mutex_:
+  // the in-memory log start never runs ahead of the durable one.
+  Status write_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset,
+                          std::optional<Offset> new_log_start = std::nullopt);
   // write_checkpoint where an older checkpoint may stay (open, close, maintenance): ENOSPC is ok.
   Status advance_checkpoint(Offset segment_base, std::uint64_t position, Offset next_offset);
   Status wait_durable(Offset target);
@@ -247,8 +255,8 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
   std::atomic<Offset> log_start_offset_{0};
 
   // Serialises retention passes and segment rewrites (maintenance may be called from several
-  // threads): a pass that could not persist its new log start puts the old one back, which
-  // must not undo another's, and a rewrite's segment must not vanish under it.
+  // threads): two passes must not pick the same segments, and a rewrite's segment must not
+  // vanish under it.
   // Taken with no other lock held.
   std::mutex retention_mutex_;
   // Per sealed segment (by base offset): when its last message expires by its TTL, or empty

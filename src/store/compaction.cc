@@ -19,6 +19,12 @@ std::vector<log::SegmentSummary> segments_holding(const std::vector<log::Segment
   return holding;
 }
 
+// Retention (another thread's maintenance pass) may delete a segment between the listing of
+// segments and its rewrite: nothing is left to rewrite there.
+bool segment_removed_meanwhile(const log::PartitionLog& log, Offset base_offset, const Status& status) {
+  return status.code() == ErrorCode::offset_out_of_range && base_offset < log.log_start_offset();
+}
+
 }  // namespace
 
 bool is_tombstone(const MessageView& message) {
@@ -36,7 +42,16 @@ Status scan_partition(const log::PartitionLog& log, Offset from, Offset until,
       visit(message);
       return true;
     });
-    if (!scanned) return scanned.status();
+    if (!scanned) {
+      // Retention moved the log start past `next` meanwhile (another thread's maintenance pass;
+      // the new start is durable before readers see it): what lay below it is gone for good.
+      const Offset log_start = log.log_start_offset();
+      if (scanned.status().code() == ErrorCode::offset_out_of_range && next < log_start) {
+        next = log_start;
+        continue;
+      }
+      return scanned.status();
+    }
     if (*scanned <= next) break;  // the readable end
     next = *scanned;
   }
@@ -55,10 +70,13 @@ Status compact_partition(log::PartitionLog& log, const StreamConfig& config, Tim
                    now >= state.next_tombstone_expiry_ms || state.pending;
   if (!due) return Status::ok();
 
-  // Pass 1: the latest offset of every key in the readable log (the active segment included:
-  // a newer value there supersedes older ones in sealed segments).
+  // Pass 1: the latest offset of every key in the durable part of the log (the active segment
+  // included: a newer value there supersedes older ones in sealed segments). Only a durable
+  // value may supersede: under fsync=interval/never a newer value not yet synced can vanish at
+  // a power loss, and the older one it replaced must still be there (tests/crash/regression_test.cc).
+  const Offset superseding_end = std::min(log.high_watermark(), log.durable_offset());
   std::unordered_map<std::string, Offset> latest;
-  MSGSTORE_RETURN_IF_ERROR(scan_partition(log, log.log_start_offset(), log.high_watermark(), [&](const MessageView& message) {
+  MSGSTORE_RETURN_IF_ERROR(scan_partition(log, log.log_start_offset(), superseding_end, [&](const MessageView& message) {
     if (message.key) latest[std::string(*message.key)] = message.offset;
   }));
   TimestampMs next_expiry = std::numeric_limits<TimestampMs>::max();
@@ -69,7 +87,10 @@ Status compact_partition(log::PartitionLog& log, const StreamConfig& config, Tim
     if (log::is_expired(message, now)) return false;
     if (!message.key) return true;  // nothing to compact by: kept (docs/ARCHITECTURE.md)
     auto found = latest.find(std::string(*message.key));
-    if (found != latest.end() && found->second != message.offset) return false;  // superseded
+    // Superseded only by a later value pass 1 saw. A message past pass 1's end (a roll sealed it
+    // after the scan, or before its append published the high watermark) is newer than
+    // anything pass 1 saw: it stays (tests/crash/regression_test.cc).
+    if (found != latest.end() && found->second > message.offset) return false;
     if (is_tombstone(message)) {
       if (message.timestamp_ms <= expired_before) return false;
       next_expiry = std::min(next_expiry, message.timestamp_ms + config.tombstone_retention_ms);
@@ -92,6 +113,7 @@ Status compact_partition(log::PartitionLog& log, const StreamConfig& config, Tim
       continue;
     }
     auto result = log.rewrite_segment(summary.base_offset, keep);
+    if (!result && segment_removed_meanwhile(log, summary.base_offset, result.status())) continue;
     if (!result) return result.status();
     if (!result->replaced) continue;
     ++report.segments_rewritten;
@@ -168,6 +190,7 @@ Status remove_erased(log::PartitionLog& log, std::size_t segments_max, EraseProg
   for (const log::SegmentSummary& summary : segments_holding(log.segment_summaries(), *erased)) {
     if (summary.active || rewritten >= segments_max) continue;
     auto result = log.rewrite_segment(summary.base_offset, [](const MessageView&) { return true; });
+    if (!result && segment_removed_meanwhile(log, summary.base_offset, result.status())) continue;
     if (!result) return result.status();
     ++rewritten;
     ++progress.segments_rewritten;

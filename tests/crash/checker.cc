@@ -1,6 +1,7 @@
 #include "crash/checker.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <limits>
@@ -29,6 +30,16 @@ std::string where(const std::string& stream, std::uint32_t partition, Offset off
 
 void note(std::vector<std::string>& problems, std::uint64_t count, const std::string& text) {
   if (count <= problems_per_kind) problems.push_back(text);
+}
+
+// The id of a message read back: from its payload, or for an empty payload (a tombstone) from
+// the id header.
+std::optional<MessageId> identify(const MessageView& message) {
+  if (!message.payload.empty()) return parse_payload(message.payload);
+  for (const HeaderView& header : message.headers) {
+    if (header.name == id_header_name) return parse_payload(header.value);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -67,6 +78,13 @@ std::optional<MessageId> parse_payload(std::string_view payload) {
 
 std::string to_string(MessageId id) { return make_payload(id, 0); }
 
+StreamExpectation expectation_of(const StreamConfig& config) {
+  return StreamExpectation{.fsync = config.fsync,
+                           .max_messages = config.max_messages,
+                           .cleanup = config.cleanup,
+                           .tombstone_retention_ms = config.tombstone_retention_ms};
+}
+
 const char* event_name(Event event) {
   switch (event) {
     case Event::none: return "none";
@@ -81,18 +99,20 @@ const char* event_name(Event event) {
 bool CheckReport::ok() const {
   return lost_violations() == 0 && unexpected == 0 && duplicates == 0 && inconsistent_offsets == 0 &&
          order_violations == 0 && index_mismatches == 0 && retention_violations == 0 && verify_problems == 0 &&
-         missing_streams == 0 && read_errors == 0 && damaged_offsets == 0;
+         missing_streams == 0 && read_errors == 0 && damaged_offsets == 0 && erased_present == 0;
 }
 
 std::string CheckReport::summary() const {
   char line[1024];
   std::snprintf(line, sizeof line,
-                "partitions=%llu read=%llu acked_checked=%llu retired=%llu unacked_present=%llu lost=%llu "
+                "partitions=%llu read=%llu acked_checked=%llu retired=%llu removed=%llu erased_present=%llu "
+                "unacked_present=%llu lost=%llu "
                 "(allowed=%llu; per producer prefix=%llu middle=%llu suffix=%llu) unexpected=%llu duplicates=%llu "
                 "inconsistent_offsets=%llu order_violations=%llu index=%llu/%llu mismatched retention_violations=%llu "
                 "damaged_offsets=%llu verify_problems=%llu missing_streams=%llu read_errors=%llu recovery_ms=%.2f",
                 static_cast<unsigned long long>(partitions), static_cast<unsigned long long>(messages_read),
                 static_cast<unsigned long long>(acked_checked), static_cast<unsigned long long>(retired),
+                static_cast<unsigned long long>(removed), static_cast<unsigned long long>(erased_present),
                 static_cast<unsigned long long>(unacked_present), static_cast<unsigned long long>(lost),
                 static_cast<unsigned long long>(lost_allowed), static_cast<unsigned long long>(lost_prefix),
                 static_cast<unsigned long long>(lost_middle), static_cast<unsigned long long>(lost_suffix),
@@ -135,9 +155,81 @@ bool Checker::knows_stream(const std::string& name) const {
   return streams_.count(name) > 0;
 }
 
-void Checker::attempted(MessageId id) {
+void Checker::attempted(MessageId id) { attempted(id, MessageTraits{}); }
+
+void Checker::attempted(MessageId id, MessageTraits traits) {
   std::lock_guard lock(mutex_);
-  attempted_.insert(id);
+  attempted_.insert_or_assign(id, Attempt{++clock_, std::move(traits)});
+}
+
+std::uint64_t Checker::erase_started(const std::string& stream, const EraseCriteria& criteria) {
+  std::lock_guard lock(mutex_);
+  erases_.push_back(Erase{stream, criteria, ++clock_, std::nullopt});
+  return erases_.size() - 1;
+}
+
+void Checker::erase_returned(std::uint64_t ticket) {
+  std::lock_guard lock(mutex_);
+  erases_.at(ticket).returned_tick = ++clock_;
+}
+
+const MessageTraits* Checker::traits_of(MessageId id) const {
+  auto found = attempted_.find(id);
+  return found == attempted_.end() ? nullptr : &found->second.traits;
+}
+
+bool Checker::erase_matches(const Erase& erase, MessageId id) const {
+  const MessageTraits* traits = traits_of(id);
+  if (traits == nullptr) return false;
+  if (erase.criteria.key) return traits->key == erase.criteria.key;
+  return erase.criteria.header && erase.criteria.header->name == tag_header_name && traits->tag == erase.criteria.header->value;
+}
+
+bool Checker::erase_may_remove(const std::string& stream, MessageId id) const {
+  auto attempt = attempted_.find(id);
+  if (attempt == attempted_.end()) return false;
+  return std::any_of(erases_.begin(), erases_.end(), [&](const Erase& erase) {
+    // Published before the erase returned (or an erase that never returned): it may be covered.
+    return erase.stream == stream && erase_matches(erase, id) &&
+           (!erase.returned_tick || attempt->second.tick < *erase.returned_tick);
+  });
+}
+
+std::string Checker::describe_erases(const std::string& stream, MessageId id) const {
+  std::string text;
+  for (const Erase& erase : erases_) {
+    if (erase.stream != stream || !erase_matches(erase, id)) continue;
+    if (!text.empty()) text += ", ";
+    text += "erase of " + (erase.criteria.key ? "key " + *erase.criteria.key : "tag " + erase.criteria.header->value) +
+            " began at tick " + std::to_string(erase.started_tick) + ", " +
+            (erase.returned_tick ? "returned at " + std::to_string(*erase.returned_tick) : std::string("never returned"));
+  }
+  return text;
+}
+
+std::string Checker::key_history(const std::string& stream, MessageId id) const {
+  const MessageTraits* traits = traits_of(id);
+  if (traits == nullptr || !traits->key) return "";
+  auto found = streams_.find(stream);
+  if (found == streams_.end() || found->second.expectation.cleanup != CleanupPolicy::compact) return "";
+  // The key's later attempts: what could have superseded it.
+  std::string text = "; key " + *traits->key + (traits->tombstone ? " (a tombstone)" : "") + ", later with the key:";
+  int shown = 0;
+  for (auto it = attempted_.upper_bound(id); it != attempted_.end() && it->first.producer == id.producer && shown < 6; ++it) {
+    if (it->second.traits.key != traits->key) continue;
+    ++shown;
+    const bool acked = acked_by_producer_.count(id.producer) && acked_by_producer_.at(id.producer).count(it->first.sequence);
+    text += " " + to_string(it->first) + (acked ? " acked" : " unacked") + (it->second.traits.tombstone ? " tombstone" : "") +
+            (erase_may_remove(stream, it->first) ? " erasable" : "");
+  }
+  return text;
+}
+
+bool Checker::erase_must_remove(const std::string& stream, MessageId id, std::uint64_t seen_tick) const {
+  return std::any_of(erases_.begin(), erases_.end(), [&](const Erase& erase) {
+    // In the log (acknowledged or read back) before an erase began that returned ok.
+    return erase.stream == stream && erase.returned_tick && seen_tick < erase.started_tick && erase_matches(erase, id);
+  });
 }
 
 void Checker::refused(MessageId id) {
@@ -147,9 +239,10 @@ void Checker::refused(MessageId id) {
 
 void Checker::acked(const Position& position, MessageId id) {
   std::lock_guard lock(mutex_);
-  attempted_.insert(id);
+  const std::uint64_t tick = ++clock_;
+  attempted_.try_emplace(id, Attempt{tick, MessageTraits{}});
   auto& known = streams_[position.stream].partitions[position.partition].known;
-  auto [entry, inserted] = known.emplace(position.offset, Known{id, true, false});
+  auto [entry, inserted] = known.emplace(position.offset, Known{id, true, false, tick});
   if (!inserted) {
     // The offset was acknowledged (or read) before with another message and never legitimately
     // lost in between: remember both, check() reports the conflict.
@@ -232,6 +325,10 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
     }
     state.may_be_gone = false;
     const bool relaxed = state.expectation.fsync != FsyncPolicy::always;
+    const bool compacted = state.expectation.cleanup == CleanupPolicy::compact;
+    // Compaction and erase leave gaps in the offsets.
+    const bool gaps_allowed =
+        compacted || std::any_of(erases_.begin(), erases_.end(), [&](const Erase& erase) { return erase.stream == name; });
     std::map<MessageId, std::pair<std::uint32_t, Offset>> in_stream;  // duplicates
     const auto partition_count = static_cast<std::uint32_t>(info->partitions.size());
     for (std::uint32_t partition = 0; partition < partition_count; ++partition) {
@@ -259,7 +356,7 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
       Offset next = log_start;
       while (next < high_watermark) {
         auto scanned = store.scan(name, partition, next, limits::read_messages_max, [&](const MessageView& message) {
-          found[message.offset] = Found{parse_payload(message.payload), message.timestamp_ms};
+          found[message.offset] = Found{identify(message), message.timestamp_ms};
           return ScanControl::proceed;
         });
         if (!scanned) {
@@ -285,7 +382,7 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
       }
       report.messages_read += found.size();
       report.damaged_offsets += damaged.size();
-      for (Offset offset = log_start; offset < high_watermark; ++offset) {
+      for (Offset offset = log_start; offset < high_watermark && !gaps_allowed; ++offset) {
         if (!found.count(offset) && !damaged.count(offset)) {
           ++report.read_errors;
           note(report.problems, report.read_errors, "offset " + where(name, partition, offset) + " neither served nor reported damaged");
@@ -328,6 +425,61 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
         }
       }
 
+      // Which missing known messages compaction or an erase was allowed to remove. Newest first,
+      // so that whether a later message with the same key supersedes an older one is known.
+      std::set<Offset> removed_legally;
+      if (gaps_allowed) {
+        const TimestampMs now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
+        std::set<Offset> offsets;
+        for (const auto& [offset, known] : partition_state.known) offsets.insert(offset);
+        for (const auto& [offset, message] : found) offsets.insert(offset);
+        std::set<std::string> superseded_keys;  // keys with a later message that supersedes
+        // A message never acknowledged and never read back may have superseded older values
+        // and then been erased: per key, the latest attempt of such a message.
+        std::map<std::string, std::uint64_t> erased_unacked_latest_tick;
+        if (compacted) {
+          for (const auto& [id, attempt] : attempted_) {
+            if (!attempt.traits.key || acked_by_producer_[id.producer].count(id.sequence) || !erase_may_remove(name, id)) continue;
+            std::uint64_t& latest = erased_unacked_latest_tick[*attempt.traits.key];
+            latest = std::max(latest, attempt.tick);
+          }
+        }
+        for (auto it = offsets.rbegin(); it != offsets.rend() && *it >= log_start; ++it) {
+          const Offset offset = *it;
+          auto message = found.find(offset);
+          auto known = partition_state.known.find(offset);
+          bool supersedes = false;
+          std::optional<MessageId> id;
+          if (message != found.end()) {
+            id = message->second.id;
+            supersedes = true;
+          } else {
+            id = known->second.id;
+            const MessageTraits* traits = traits_of(*id);
+            auto erased_later = traits && traits->key ? erased_unacked_latest_tick.find(*traits->key) : erased_unacked_latest_tick.end();
+            const bool superseded = compacted && traits && traits->key &&
+                                    (superseded_keys.count(*traits->key) ||
+                                     (erased_later != erased_unacked_latest_tick.end() && erased_later->second > attempted_.at(*id).tick));
+            const bool expired_tombstone = compacted && traits && traits->tombstone &&
+                                           traits->timestamp_ms <= now_ms - state.expectation.tombstone_retention_ms;
+            if (superseded || expired_tombstone || erase_may_remove(name, *id)) {
+              removed_legally.insert(offset);
+              supersedes = true;
+            } else {
+              // A missing acknowledged message the policy keeps is reported lost below; it
+              // may still have superseded older values before it went. One a power loss was
+              // allowed to take under a relaxed policy supersedes nothing.
+              supersedes = known->second.acked && (!relaxed || known->second.durable || event != Event::power_loss);
+            }
+          }
+          if (!supersedes || !id) continue;
+          const MessageTraits* traits = traits_of(*id);
+          if (traits && traits->key) superseded_keys.insert(*traits->key);
+        }
+      }
+
       // What was known (acknowledged, or read at an earlier check) against what was read.
       for (auto it = partition_state.known.begin(); it != partition_state.known.end();) {
         const Offset offset = it->first;
@@ -338,6 +490,18 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
           continue;
         }
         auto message = found.find(offset);
+        if (message != found.end() && message->second.id == known.id && erase_must_remove(name, known.id, known.seen_tick)) {
+          ++report.erased_present;
+          note(report.problems, report.erased_present,
+               "erased " + to_string(known.id) + " still readable at " + where(name, partition, offset) + " after " +
+                   event_name(event) + " (" + (known.acked ? "acknowledged" : "read back") + " at tick " +
+                   std::to_string(known.seen_tick) + "; " + describe_erases(name, known.id) + ")");
+        }
+        if (message == found.end() && removed_legally.count(offset)) {
+          ++report.removed;
+          it = partition_state.known.erase(it);
+          continue;
+        }
         if (message != found.end()) {
           if (!message->second.id || *message->second.id != known.id) {
             ++report.inconsistent_offsets;
@@ -365,7 +529,7 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
                      (known.durable ? "durable: synced, or read after a restart" : "acknowledged") + ", fsync " +
                      fsync_policy_to_string(state.expectation.fsync, 1) + ", after " + event_name(event) + ", log " +
                      std::to_string(log_start) + ".." + std::to_string(high_watermark) +
-                     (damaged.count(offset) ? ", offset reported damaged" : "") + ")");
+                     (damaged.count(offset) ? ", offset reported damaged" : "") + ")" + key_history(name, known.id));
           }
         } else if (!allowed) {
           ++report.inconsistent_offsets;
@@ -379,7 +543,7 @@ CheckReport Checker::check(const Store& store, Event event, double recovery_ms, 
       // from now on they are part of the log and must stay.
       for (const auto& [offset, message] : found) {
         if (!message.id || !attempted_.count(*message.id)) continue;
-        auto [entry, inserted] = partition_state.known.emplace(offset, Known{*message.id, false, false});
+        auto [entry, inserted] = partition_state.known.emplace(offset, Known{*message.id, false, false, ++clock_});
         if (inserted) ++report.unacked_present;
       }
       if (event != Event::none) {
@@ -468,6 +632,7 @@ void Figures::add(const CheckReport& report) {
   ++cycles;
   messages_checked += report.messages_read;
   acked += report.acked_checked;
+  removed += report.removed;
   lost += report.lost_violations();
   lost_allowed += report.lost_allowed;
   unexpected += report.unexpected;
@@ -477,7 +642,7 @@ void Figures::add(const CheckReport& report) {
   index_checks += report.index_checks;
   index_mismatches += report.index_mismatches;
   damaged_offsets += report.damaged_offsets;
-  other_violations += report.retention_violations + report.verify_problems + report.missing_streams + report.read_errors;
+  other_violations += report.erased_present + report.retention_violations + report.verify_problems + report.missing_streams + report.read_errors;
   if (report.recovery_ms > 0) add_recovery(report.recovery_ms);
 }
 
@@ -490,13 +655,13 @@ void Figures::add_recovery(double milliseconds) {
 std::string Figures::line() const {
   char text[1024];
   std::snprintf(text, sizeof text,
-                "CRASH-FIGURES test=%s seeds=%llu cycles=%llu messages_checked=%llu acked=%llu lost=%llu "
+                "CRASH-FIGURES test=%s seeds=%llu cycles=%llu messages_checked=%llu acked=%llu removed=%llu lost=%llu "
                 "lost_allowed=%llu unexpected=%llu duplicates=%llu inconsistent=%llu order_violations=%llu "
                 "index_checks=%llu index_mismatches=%llu damaged_offsets=%llu other_violations=%llu failures=%llu "
                 "recoveries=%llu recovery_ms_mean=%.3f recovery_ms_max=%.3f",
                 test.c_str(), static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(cycles),
                 static_cast<unsigned long long>(messages_checked), static_cast<unsigned long long>(acked),
-                static_cast<unsigned long long>(lost), static_cast<unsigned long long>(lost_allowed),
+                static_cast<unsigned long long>(removed), static_cast<unsigned long long>(lost), static_cast<unsigned long long>(lost_allowed),
                 static_cast<unsigned long long>(unexpected), static_cast<unsigned long long>(duplicates),
                 static_cast<unsigned long long>(inconsistent), static_cast<unsigned long long>(order_violations),
                 static_cast<unsigned long long>(index_checks), static_cast<unsigned long long>(index_mismatches),

@@ -18,7 +18,18 @@
 //   * damaged ranges the store reported and verify() problems;
 //   * the recovery (reopen) time the caller measured.
 //
-// Messages below the log start were removed by retention: they are not lost.
+// Messages below the log start were removed by retention: they are not lost. Compaction and
+// erase remove acknowledged messages on purpose; the checker knows what they may remove
+// (MessageTraits, erase_started/erase_returned) and reports what they must have removed:
+//   * compacted streams (cleanup=compact): a keyed message may be gone once a later message
+//     with its key in the same partition is present, or was itself removed by these rules, or
+//     is an acknowledged message the fsync policy keeps (a later value lost at a power loss
+//     supersedes nothing); a tombstone may be gone once tombstone_retention_ms after its
+//     timestamp has passed;
+//   * erase: a message matching an erase's criteria may be gone if its publish began before
+//     the erase returned (or the erase never returned); one acknowledged (or read back) before
+//     an erase began that then returned ok must be gone: present, it is reported as
+//     erased_present. Messages published after the erase returned must stay.
 //
 // Thread safety: attempted/acked/refused may be called from any number of threads; check()
 // must not run concurrently with them.
@@ -50,6 +61,20 @@ std::string make_payload(MessageId id, std::size_t filler_bytes);
 std::optional<MessageId> parse_payload(std::string_view payload);
 std::string to_string(MessageId id);
 
+// A tombstone has an empty payload, so tests that publish tombstones carry the id in this
+// header instead (value: make_payload(id, 0)). The checker reads it when the payload is empty.
+inline constexpr std::string_view id_header_name = "Crash-Id";
+// A header tests may set on messages so that an erase by header can select them.
+inline constexpr std::string_view tag_header_name = "Crash-Tag";
+
+// What compaction and erase look at, recorded per attempted message.
+struct MessageTraits {
+  std::optional<std::string> key;
+  std::optional<std::string> tag;  // value of tag_header_name
+  bool tombstone = false;
+  TimestampMs timestamp_ms = 0;    // explicit timestamp (tombstones); else ignored
+};
+
 // What happened since the previous check.
 enum class Event : std::uint8_t {
   none,           // nothing: a check of the live store (no loss of any kind is allowed)
@@ -62,13 +87,18 @@ const char* event_name(Event event);
 struct StreamExpectation {
   FsyncPolicy fsync = FsyncPolicy::always;
   std::uint64_t max_messages = 0;  // retention; the floor is the smallest value ever set
+  CleanupPolicy cleanup = CleanupPolicy::delete_segments;
+  std::int64_t tombstone_retention_ms = 0;  // for cleanup=compact
 };
+StreamExpectation expectation_of(const StreamConfig& config);
 
 struct CheckReport {
   std::uint64_t partitions = 0;
   std::uint64_t messages_read = 0;
   std::uint64_t acked_checked = 0;      // acknowledged messages at or above the log start
   std::uint64_t retired = 0;            // acknowledged, below the log start (retention)
+  std::uint64_t removed = 0;            // gone as compaction or an erase was allowed to remove them
+  std::uint64_t erased_present = 0;     // covered by an erase that returned ok, still readable
   std::uint64_t unacked_present = 0;    // attempted, not acknowledged, present (allowed)
   std::uint64_t lost = 0;               // acknowledged and missing, allowed or not
   std::uint64_t lost_allowed = 0;       // ... of which the fsync policy allowed (unsynced suffix)
@@ -112,6 +142,8 @@ class Checker {
   bool knows_stream(const std::string& name) const;
 
   void attempted(MessageId id);
+  // The same, with what compaction and erase look at (key, tag header, tombstone).
+  void attempted(MessageId id, MessageTraits traits);
   void acked(const Position& position, MessageId id);
   // Refused with a clean error before anything was written (no_space, validation): must never
   // appear. Only for publishes that had one destination partition.
@@ -119,6 +151,13 @@ class Checker {
   // An acknowledged message known to be on stable storage (a sync of its file started after
   // the ack): no fsync policy may lose it any more.
   void mark_durable(const std::string& stream, std::uint32_t partition, Offset offset);
+
+  // An erase of `stream` by `criteria` (a key, or the tag header) is about to be called;
+  // returns its ticket for erase_returned. An erase that never returns (a crash) may have
+  // removed what it matched, or not.
+  std::uint64_t erase_started(const std::string& stream, const EraseCriteria& criteria);
+  // The erase returned ok: everything it covered must be gone from now on.
+  void erase_returned(std::uint64_t ticket);
 
   CheckReport check(const Store& store, Event event, double recovery_ms, const CheckOptions& options = {});
 
@@ -129,7 +168,26 @@ class Checker {
     MessageId id;
     bool acked = false;
     bool durable = false;  // read back after a restart: survives any later crash
+    std::uint64_t seen_tick = 0;  // clock_ when acknowledged or first read back
   };
+  struct Attempt {
+    std::uint64_t tick = 0;  // clock_ when attempted (before the publish began)
+    MessageTraits traits;
+  };
+  struct Erase {
+    std::string stream;
+    EraseCriteria criteria;
+    std::uint64_t started_tick = 0;
+    std::optional<std::uint64_t> returned_tick;  // ok only
+  };
+  // May the erases remove `id`, must they have removed it (read or acked at `seen_tick`)?
+  bool erase_may_remove(const std::string& stream, MessageId id) const;
+  bool erase_must_remove(const std::string& stream, MessageId id, std::uint64_t seen_tick) const;
+  bool erase_matches(const Erase& erase, MessageId id) const;
+  std::string describe_erases(const std::string& stream, MessageId id) const;
+  // For a lost message of a compacted stream: its key and the key's later attempts.
+  std::string key_history(const std::string& stream, MessageId id) const;
+  const MessageTraits* traits_of(MessageId id) const;
   struct PartitionState {
     std::map<Offset, Known> known;
   };
@@ -142,7 +200,9 @@ class Checker {
 
   mutable std::mutex mutex_;
   std::map<std::string, StreamState> streams_;
-  std::set<MessageId> attempted_;
+  std::map<MessageId, Attempt> attempted_;
+  std::vector<Erase> erases_;
+  std::uint64_t clock_ = 0;  // a logical clock under mutex_: orders attempts, acks and erases
   std::set<MessageId> refused_;
   std::map<std::uint32_t, std::set<std::uint64_t>> acked_by_producer_;  // sequences
   std::set<MessageId> lost_ever_;          // lost at an earlier check (allowed or not)
@@ -157,6 +217,7 @@ struct Figures {
   std::uint64_t cycles = 0;       // crash (or fault) cycles checked
   std::uint64_t messages_checked = 0;
   std::uint64_t acked = 0;
+  std::uint64_t removed = 0;      // acked messages compaction or an erase was allowed to remove
   std::uint64_t lost = 0;         // acked messages lost against the rules
   std::uint64_t lost_allowed = 0; // unsynced suffix lost under fsync=interval/never
   std::uint64_t unexpected = 0;

@@ -79,6 +79,7 @@ struct ProcessFileSystem::Shared {
   std::vector<Fault> faults;
   std::map<std::filesystem::path, std::vector<std::string>> metadata_versions;
   std::map<std::filesystem::path, std::uint64_t> last_sync_starts;
+  RenameHook before_rename;  // set while no other thread runs (set_before_rename)
 
   // Holds a call in flight; `alive` is false once the process died.
   class Call {
@@ -203,6 +204,8 @@ void ProcessFileSystem::die_after(std::uint64_t count) {
   shared_->die_at.store(count == 0 ? 0 : shared_->mutations.load() + count);
 }
 
+void ProcessFileSystem::set_before_rename(RenameHook hook) { shared_->before_rename = std::move(hook); }
+
 std::uint64_t ProcessFileSystem::calls() const { return shared_->calls.load(); }
 std::uint64_t ProcessFileSystem::mutations() const { return shared_->mutations.load(); }
 
@@ -245,6 +248,7 @@ Status ProcessFileSystem::sync_directory(const std::filesystem::path& path) {
 Status ProcessFileSystem::rename(const std::filesystem::path& from, const std::filesystem::path& to) {
   Shared::Call call(*shared_, true);
   if (!call.alive()) return Shared::dead_status();
+  if (shared_->before_rename) MSGSTORE_RETURN_IF_ERROR(shared_->before_rename(from, to));
   Status renamed = shared_->observe(disk_->rename(from, to), "rename", from);
   if (renamed.is_ok() && is_metadata_path(to)) {
     if (auto content = disk_->current_contents(to)) {

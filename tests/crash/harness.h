@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,12 @@ class ProcessFileSystem final : public FileSystem {
   bool dead() const;
   // Dies right after the count-th mutating operation from now completes (0: never).
   void die_after(std::uint64_t count);
+  // Called before each rename while the process lives; an error fails the rename without
+  // renaming (it still counts as a mutating operation, so die_after(1) inside the hook makes
+  // the process die at that rename). The hook may call back into the store. Set it only while
+  // no other thread uses this file system; empty: none.
+  using RenameHook = std::function<Status(const std::filesystem::path& from, const std::filesystem::path& to)>;
+  void set_before_rename(RenameHook hook);
 
   // Every call (reads included) and mutating calls (create, write, sync, truncate, rename,
   // remove, mkdir, directory sync) so far.

@@ -9,9 +9,19 @@
 // Pass (docs/RELIABILITY.md): fsync=always: 0 acked lost, 0 unexpected, 0 duplicates, 0
 // inconsistent offsets, the store always reopens. fsync=interval: loss only as a
 // per-partition suffix of what was not synced. fsync=never / interval + kill -9: 0 acked lost.
+//
+// The PowerLossRewrite tests (ctest: power_loss_rewrite_test) add compaction and erase to the
+// load: stream s1 is cleanup=compact, publishers use a few keys per producer, tag some messages
+// with a header and publish tombstones (fresh, and already past tombstone_retention_ms), and a
+// rewrite thread calls Store::compact and Store::erase (by key or by tag header, removing now or
+// leaving it to maintenance) on both streams while the power fails. The checker is told each
+// message's key, tag and tombstone, and each erase's start and return, and allows exactly what
+// compaction and erase may remove (checker.h); an erase that returned ok must have removed every
+// match acknowledged before it began.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -27,12 +37,20 @@ namespace {
 
 constexpr int producers = 4;
 const std::filesystem::path data_directory = "/data";
+constexpr std::int64_t tombstone_retention_ms = 3'600'000;
+constexpr int keys_per_producer = 4;
+constexpr int tags = 3;
+
+TimestampMs system_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 struct Scenario {
   FsyncPolicy fsync = FsyncPolicy::always;
   bool power_loss = true;  // else a process crash (kill -9)
   bool mixed = false;      // stream s1 uses fsync=always whatever `fsync` says
   int maintainers = 1;     // threads calling run_maintenance (the API allows concurrent calls)
+  bool rewrites = false;   // s1 is cleanup=compact; a thread runs compact and erase
 };
 
 std::vector<StreamConfig> stream_configs(const Scenario& scenario, std::mt19937_64& random) {
@@ -52,6 +70,10 @@ std::vector<StreamConfig> stream_configs(const Scenario& scenario, std::mt19937_
   s1.fsync_interval_ms = s1.fsync == FsyncPolicy::interval ? 1 + static_cast<std::uint32_t>(random() % 5) : 0;
   s1.segment_bytes = 2 * limits::segment_bytes_min;
   if (random() % 2 == 0) s1.max_messages = 100 + random() % 300;
+  if (scenario.rewrites) {
+    s1.cleanup = CleanupPolicy::compact;
+    s1.tombstone_retention_ms = tombstone_retention_ms;
+  }
   return {s0, s1};
 }
 
@@ -62,6 +84,7 @@ struct Ack {
 
 // One crash cycle's load: publishers and a maintenance thread until `stop`.
 struct Load {
+  bool rewrites = false;  // keys per producer, tags, tombstones (Scenario::rewrites)
   Store* store = nullptr;
   Checker* checker = nullptr;
   ProcessFileSystem* process = nullptr;
@@ -85,25 +108,49 @@ struct Load {
     std::vector<std::string> payloads;
     std::vector<OutgoingMessage> batch;
     std::vector<MessageId> ids;
-    const std::string key = "key-" + std::to_string(producer);
+    std::vector<std::array<HeaderView, 3>> headers;
+    std::string key = "key-" + std::to_string(producer);
     while (!stop.load()) {
       const std::size_t count = random() % 3 == 0 ? 1 + random() % 6 : 1;
       const bool keyed = random() % 2 == 0;
       const char* subject = subjects[random() % 4];
+      if (rewrites) key = "k" + std::to_string(producer) + "-" + std::to_string(random() % keys_per_producer);
+      // A tombstone: single, keyed, empty payload; its id travels in a header.
+      const bool tombstone = rewrites && keyed && count == 1 && random() % 5 == 0;
+      const bool expired_tombstone = tombstone && random() % 2 == 0;
+      const std::string tag = "t" + std::to_string(random() % tags);
+      const bool tagged = rewrites && random() % 3 == 0;
       payloads.clear();
       ids.clear();
       batch.clear();
+      headers.clear();
+      headers.reserve(count);  // the spans below point into it
+      MessageTraits traits;
+      if (keyed) traits.key = key;
+      if (tagged) traits.tag = tag;
+      traits.tombstone = tombstone;
+      traits.timestamp_ms = expired_tombstone ? system_now_ms() - 2 * tombstone_retention_ms : system_now_ms();
       for (std::size_t i = 0; i < count; ++i) {
         const MessageId id{producer, sequence++};
         ids.push_back(id);
-        payloads.push_back(make_payload(id, random() % 3 == 0 ? random() % 700 : random() % 60));
-        checker->attempted(id);
+        payloads.push_back(make_payload(id, tombstone ? 0 : random() % 3 == 0 ? random() % 700 : random() % 60));
+        checker->attempted(id, traits);
       }
       for (std::size_t i = 0; i < count; ++i) {
         OutgoingMessage message;
         message.subject = subject;
         if (keyed) message.key = key;
         message.payload = payloads[i];
+        std::array<HeaderView, 3>& list = headers.emplace_back();
+        std::size_t count_headers = 0;
+        if (tagged) list[count_headers++] = HeaderView{tag_header_name, tag};
+        if (tombstone) {
+          list[count_headers++] = HeaderView{tombstone_header_name, "1"};
+          list[count_headers++] = HeaderView{id_header_name, payloads[i]};
+          message.payload = {};
+          if (expired_tombstone) message.timestamp_ms = traits.timestamp_ms;
+        }
+        message.headers = std::span<const HeaderView>(list.data(), count_headers);
         batch.push_back(message);
       }
       auto positions = count == 1 ? store->publish(batch[0]) : store->publish_batch(batch);
@@ -118,6 +165,38 @@ struct Load {
         for (const Position& position : *positions) cycle_acks.push_back(Ack{position, returned_at});
       }
       acks.fetch_add(positions->size());
+    }
+  }
+
+  // Compaction of s1 and erases (by key or by tag, now or by maintenance) on both streams.
+  void rewrite(std::uint64_t seed) {
+    std::mt19937_64 random(seed);
+    while (!stop.load()) {
+      if (random() % 2 == 0) {
+        auto compacted = store->compact("s1");
+        if (!compacted) {
+          error("compact: " + compacted.status().to_string());
+          return;
+        }
+      } else {
+        EraseRequest request;
+        request.stream = random() % 2 == 0 ? "s0" : "s1";
+        request.actor = "power-loss-test";
+        request.remove_now = random() % 2 == 0;
+        if (random() % 2 == 0) {
+          request.criteria.key = "k" + std::to_string(random() % producers) + "-" + std::to_string(random() % keys_per_producer);
+        } else {
+          request.criteria.header = Header{std::string(tag_header_name), "t" + std::to_string(random() % tags)};
+        }
+        const std::uint64_t ticket = checker->erase_started(request.stream, request.criteria);
+        auto erased = store->erase(request);
+        if (!erased) {
+          error("erase: " + erased.status().to_string());
+          return;
+        }
+        checker->erase_returned(ticket);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200 + random() % 3000));
     }
   }
 
@@ -177,7 +256,7 @@ void run_seed(std::uint64_t seed, const Scenario& scenario, Figures& figures, st
     if (cycle == 0) {
       for (const StreamConfig& config : stream_configs(scenario, random)) {
         ASSERT_TRUE(store->create_stream(config).is_ok());
-        checker.expect_stream(config.name, {config.fsync, config.max_messages});
+        checker.expect_stream(config.name, expectation_of(config));
       }
     } else {
       CheckOptions options;
@@ -191,13 +270,15 @@ void run_seed(std::uint64_t seed, const Scenario& scenario, Figures& figures, st
     if (cycle > 0 && random() % 3 == 0) {
       // Retention limits change between cycles (update_stream, then the maintenance thread).
       auto streams = store->list_streams();
+      std::erase_if(streams, [](const StreamConfig& config) { return config.name == audit_stream_name; });
       StreamConfig changed = streams[random() % streams.size()];
       changed.max_messages = random() % 2 ? 40 + random() % 200 : 0;
       ASSERT_TRUE(store->update_stream(changed).is_ok());
-      checker.expect_stream(changed.name, {changed.fsync, changed.max_messages});
+      checker.expect_stream(changed.name, expectation_of(changed));
     }
 
     Load load;
+    load.rewrites = scenario.rewrites;
     load.store = store.get();
     load.checker = &checker;
     load.process = process.get();
@@ -208,6 +289,10 @@ void run_seed(std::uint64_t seed, const Scenario& scenario, Figures& figures, st
       threads.emplace_back([&, p] { load.produce(static_cast<std::uint32_t>(p), sequences[p], thread_seeds[p]); });
     }
     for (int m = 0; m < scenario.maintainers; ++m) threads.emplace_back([&] { load.maintain(); });
+    if (scenario.rewrites) {
+      const std::uint64_t rewrite_seed = random();
+      threads.emplace_back([&load, rewrite_seed] { load.rewrite(rewrite_seed); });
+    }
     const std::uint64_t target = 20 + random() % 600;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (load.acks.load() < target && std::chrono::steady_clock::now() < deadline) {
@@ -269,6 +354,24 @@ TEST(ProcessCrash, FsyncNeverKeepsEveryAck) {
 
 TEST(ProcessCrash, FsyncIntervalKeepsEveryAck) {
   run_scenario("process_crash.interval", Scenario{.fsync = FsyncPolicy::interval, .power_loss = false}, 25);
+}
+
+// Compaction and erase running beside the publishers when the power fails.
+TEST(PowerLossRewrite, FsyncAlways) {
+  run_scenario("power_loss_rewrite.always", Scenario{.fsync = FsyncPolicy::always, .power_loss = true, .rewrites = true}, 30);
+}
+
+TEST(PowerLossRewrite, FsyncIntervalLosesOnlyAnUnsyncedSuffix) {
+  run_scenario("power_loss_rewrite.interval", Scenario{.fsync = FsyncPolicy::interval, .power_loss = true, .rewrites = true}, 30);
+}
+
+TEST(PowerLossRewrite, MixedPoliciesInOneStore) {
+  run_scenario("power_loss_rewrite.mixed",
+               Scenario{.fsync = FsyncPolicy::never, .power_loss = true, .mixed = true, .rewrites = true}, 20);
+}
+
+TEST(ProcessCrashRewrite, FsyncNeverKeepsEveryAck) {
+  run_scenario("process_crash_rewrite.never", Scenario{.fsync = FsyncPolicy::never, .power_loss = false, .rewrites = true}, 20);
 }
 
 }  // namespace
