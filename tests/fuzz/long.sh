@@ -3,7 +3,8 @@
 # (two cores), at low priority (nice), then one summary line per target.
 #   tests/fuzz/long.sh          3600 seconds per target (SECONDS x targets / 2 of wall time, 2 at a time)
 #   tests/fuzz/long.sh 60       one minute per target: checks that this script works
-# Environment: FUZZ_PARALLEL (default 2) targets at once, FUZZ_NICE (default 10) niceness.
+# Environment: FUZZ_PARALLEL (default 2) targets at once, FUZZ_NICE (default 10) niceness,
+# FUZZ_TARGETS (default: all) a space-separated subset, e.g. FUZZ_TARGETS="batch_decoder http_request".
 #
 # Corpora persist and grow in build/fuzz/corpus-<target> (the same directories run.sh uses),
 # seeded from tests/fuzz/corpus/<target> (read only). Reproducers of findings (crash-*, leak-*,
@@ -17,7 +18,8 @@ seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 build=build/fuzz
-targets=(batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor query_parameters http_request json_body)
+all_targets="batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor query_parameters http_request json_body"
+read -r -a targets <<< "${FUZZ_TARGETS:-$all_targets}"
 
 # -fno-sanitize=function: clang-14's UBSan function check cannot compile optimised C++20
 # coroutines ("Cannot represent a difference across sections", LLVM issue 49689); the HTTP
