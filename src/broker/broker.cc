@@ -1,13 +1,12 @@
 #include "broker/broker.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
+
+#include "log/message_policy.h"
 
 namespace msgstore::broker {
 
@@ -140,11 +139,6 @@ namespace {
 constexpr std::size_t event_loop_publish_messages_max = 16;
 constexpr std::size_t event_loop_publish_bytes_max = 64 * 1024;
 
-bool names_message_id(std::string_view name) {
-  return std::equal(name.begin(), name.end(), message_id_header.begin(), message_id_header.end(),
-                    [](char left, char right) { return std::tolower(static_cast<unsigned char>(left)) ==
-                                                       std::tolower(static_cast<unsigned char>(right)); });
-}
 
 // Small publishes without a message id or an expected offset append on the event loop: the
 // append is a write to the page cache under the partition's lock, and the fdatasync runs on
@@ -156,7 +150,7 @@ bool publishes_on_event_loop(std::span<const OutgoingMessage> messages) {
   for (const OutgoingMessage& message : messages) {
     if (message.message_id || message.expected_offset || message.expected_key_offset) return false;
     for (const HeaderView& header : message.headers) {
-      if (names_message_id(header.name)) return false;
+      if (log::header_name_equals(header.name, message_id_header)) return false;
       bytes += header.name.size() + header.value.size();
     }
     bytes += message.payload.size() + message.subject.size() + (message.key ? message.key->size() : 0);
