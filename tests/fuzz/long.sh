@@ -5,6 +5,10 @@
 #   tests/fuzz/long.sh 60       one minute per target: checks that this script works
 # Environment: FUZZ_PARALLEL (default 2) targets at once, FUZZ_NICE (default 10) niceness,
 # FUZZ_TARGETS (default: all) a space-separated subset, e.g. FUZZ_TARGETS="batch_decoder http_request".
+# FUZZ_BUDGET=cpu makes SECONDS a budget of CPU time instead of wall time: each target runs until
+# its process has used SECONDS of CPU (user + system, read from /proc), so a run that shares the
+# cores with other work, or is paused (kill -STOP / -CONT) during a benchmark, still gets its full
+# CPU time. The summary always reports the CPU seconds each target used.
 #
 # Corpora persist and grow in build/fuzz/corpus-<target> (the same directories run.sh uses),
 # seeded from tests/fuzz/corpus/<target> (read only). Reproducers of findings (crash-*, leak-*,
@@ -17,6 +21,9 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
+budget="${FUZZ_BUDGET:-wall}"
+case "$budget" in wall|cpu) ;; *) echo "fuzz-long: FUZZ_BUDGET must be wall or cpu" >&2; exit 2 ;; esac
+clock_ticks=$(getconf CLK_TCK)
 build=build/fuzz
 all_targets="batch_decoder recovery_scanner metadata_decoder erase_list_decoder consumer_state index_file cursor query_parameters http_request json_body"
 read -r -a targets <<< "${FUZZ_TARGETS:-$all_targets}"
@@ -30,7 +37,16 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_CO
 nice -n "$niceness" cmake --build "$build" --parallel "$parallel" --target "${targets[@]/%/_fuzz}"
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-echo "fuzz-long: ${#targets[@]} targets, ${seconds}s each, $parallel at a time, nice $niceness (started $started)"
+echo "fuzz-long: ${#targets[@]} targets, ${seconds}s ($budget time) each, $parallel at a time, nice $niceness (started $started)"
+
+# CPU seconds (user + system) used so far by process $1, or nothing once it has exited.
+cpu_seconds_of() {
+  local fields
+  fields=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 0
+  read -r -a stat_fields <<<"$fields"
+  # After the command name: field 14 (utime) and 15 (stime) of proc(5) are at index 11 and 12.
+  echo $(( (stat_fields[11] + stat_fields[12]) / clock_ticks ))
+}
 
 run_target() {
   local target="$1"
@@ -38,9 +54,25 @@ run_target() {
   mkdir -p "$corpus" "$findings"
   touch "$findings/.run-start"  # reproducers newer than this are this run's findings
   local status=0
-  nice -n "$niceness" "$build/tests/fuzz/${target}_fuzz" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+  local wall_limit="$seconds"
+  [ "$budget" = cpu ] && wall_limit=$((seconds * 100))  # the CPU watcher below ends the run
+  nice -n "$niceness" "$build/tests/fuzz/${target}_fuzz" -max_total_time="$wall_limit" -max_len=65536 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
-    "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1 || status=$?
+    "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1 &
+  local fuzzer=$! used=0 interrupted=0
+  while kill -0 "$fuzzer" 2>/dev/null; do
+    used=$(cpu_seconds_of "$fuzzer"); used=${used:-0}
+    echo "$used" >"$log.cpu"
+    if [ "$budget" = cpu ] && [ "$used" -ge "$seconds" ]; then
+      kill -INT "$fuzzer" 2>/dev/null || true  # libFuzzer prints its final stats and exits (72)
+      interrupted=1
+      break
+    fi
+    sleep 5
+  done
+  wait "$fuzzer" || status=$?
+  # 72 is libFuzzer's exit status after an interrupt; ours (the CPU budget) is not a finding.
+  if [ "$interrupted" = 1 ] && [ "$status" = 72 ] && grep -q 'libFuzzer: run interrupted' "$log"; then status=0; fi
   echo "$status" >"$log.status"
   echo "fuzz-long: $target finished (exit $status)"
 }
@@ -56,7 +88,7 @@ wait
 # One line per target. Executions and coverage come from libFuzzer's final stats and its last
 # status line ("#N DONE cov: C ft: F corp: U/B ..."); findings are the reproducer files.
 any_findings=0
-printf '\n%-18s %-6s %12s %9s %7s %8s %10s %9s  %s\n' target exit executions exec/s cov features corpus new findings
+printf '\n%-18s %-6s %7s %12s %9s %7s %8s %10s %9s  %s\n' target exit cpu-s executions exec/s cov features corpus new findings
 for target in "${targets[@]}"; do
   log="$build/long-$target.log"
   status=$(cat "$log.status" 2>/dev/null || echo "?")
@@ -73,7 +105,8 @@ for target in "${targets[@]}"; do
     any_findings=1
     [ "$findings" -eq 0 ] && findings="1 (see log)"
   fi
-  printf '%-18s %-6s %12s %9s %7s %8s %10s %9s  %s\n' "$target" "$status" "${executions:-?}" "${per_second:-?}" \
+  cpu=$(cat "$log.cpu" 2>/dev/null || echo "?")
+  printf '%-18s %-6s %7s %12s %9s %7s %8s %10s %9s  %s\n' "$target" "$status" "$cpu" "${executions:-?}" "${per_second:-?}" \
     "${cov:-?}" "${features:-?}" "$corpus_files" "${new_units:-?}" "$findings"
 done
 echo
