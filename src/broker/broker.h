@@ -149,17 +149,40 @@ class Broker {
   asio::awaitable<Result<std::vector<Position>>> publish_without_blocking(std::string_view stream,
                                                                           std::span<const OutgoingMessage> messages);
 
+  // Publish combining (broker.cc, "Combined publishes"): the small publishes to one stream
+  // that an event loop handles in one pass of its ready handlers go to the store as one append,
+  // so they share one write(), one durability wait and one answer post.
+  struct PublishWaiter {  // resumes one publisher; answer() runs on the publisher's event loop
+    virtual ~PublishWaiter() = default;
+    virtual void answer(Result<std::vector<Position>> result) = 0;
+  };
+  struct CombinedPublish {
+    std::string_view stream;
+    std::span<const OutgoingMessage> messages;
+    std::unique_ptr<PublishWaiter> waiter;
+  };
+  struct PublishPass;   // the publishes one event loop collected since its last flush
+  struct PublishGroup;  // one store append: consecutive publishes to one stream
+  struct PoolPublish;   // a publish too large for the event loop, on the pool
+  void combine_publish(const asio::any_io_executor& executor, CombinedPublish publish);
+  void flush_publishes(PublishPass& pass);
+  void submit_publishes(const asio::any_io_executor& executor, std::string_view stream,
+                        std::vector<CombinedPublish> publishes);
+  void deliver_publishes(PublishGroup& group, Result<std::vector<Position>> result);
+  // This thread's pass (weak: the flush posted to the loop owns it).
+  static thread_local std::weak_ptr<PublishPass> current_publish_pass_;
+
   Store& store_;
   BrokerOptions options_;
   BrokerStatistics statistics_;
   asio::thread_pool workers_;
   asio::thread_pool notifier_{1};  // runs the coalesced wake-up passes
   std::atomic<bool> wake_pending_{false};
-  // Publishes whose answer the store has not posted yet: join() waits for them, so no answer is
-  // ever posted to an event loop that is being destroyed.
-  std::mutex answers_mutex_;
-  std::condition_variable answers_done_;
-  std::uint64_t answers_pending_ = 0;  // guarded by answers_mutex_
+  // Store appends whose answer the store has not posted yet: join() waits for them (atomic
+  // wait), so no answer is ever posted to an event loop that is being destroyed.
+  std::atomic<std::uint64_t> answers_pending_{0};
+  // Long polls registered in waiters_: with none, a data notification posts nothing.
+  std::atomic<std::uint64_t> waiter_count_{0};
   std::atomic<bool> stopping_{false};
   std::once_flag joined_;
   std::mutex waiters_mutex_;
