@@ -354,6 +354,7 @@ void Broker::submit_publishes(const asio::any_io_executor& executor, std::string
     messages = combined;
   }
   answers_pending_.fetch_add(1);
+  statistics_.store_appends.fetch_add(1);
   // The store encodes the messages before it returns (the combined views may go); the answer
   // comes from a sync thread, or inline on a refusal.
   store_.publish_async(messages, stream, [this, group](Result<std::vector<Position>> result) {

@@ -61,6 +61,9 @@ struct BrokerStatistics {
   std::atomic<std::uint64_t> published_messages{0};
   std::atomic<std::uint64_t> published_bytes{0};  // payload bytes
   std::atomic<std::uint64_t> publish_failures{0};
+  // Store appends the broker made for publishes: fewer than publishes when the publishes one
+  // event loop handled in one pass were combined (broker.cc, "Combined publishes").
+  std::atomic<std::uint64_t> store_appends{0};
   std::atomic<std::uint64_t> fetched_messages{0};
   std::atomic<std::uint64_t> fetched_bytes{0};    // payload bytes
   std::atomic<std::uint64_t> fetch_requests{0};

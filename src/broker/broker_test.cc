@@ -178,3 +178,77 @@ TEST_F(BrokerTest, ConcurrentPublishersAllLand) {
 
 }  // namespace
 }  // namespace msgstore::broker
+
+namespace msgstore::broker {
+namespace {
+
+// Many publishes started on one event loop before it runs any of them: they reach the store as
+// fewer appends than publishes, and each publisher gets exactly its own messages' positions.
+TEST_F(BrokerTest, PublishesOfOneLoopPassAreCombinedAndEachGetsItsOwnPositions) {
+  Broker broker(*store_, {.worker_threads = 2, .worker_queue_max = 16});
+  asio::io_context loop;
+  constexpr std::size_t publishers = 40;
+  std::vector<std::string> payloads(publishers);
+  std::vector<std::vector<OutgoingMessage>> messages(publishers);
+  std::vector<std::optional<Result<std::vector<Position>>>> answers(publishers);
+  for (std::size_t i = 0; i < publishers; ++i) {
+    payloads[i] = "payload-" + std::to_string(i);
+    // Publishers of one and of three messages, interleaved.
+    for (std::size_t m = 0; m < (i % 2 == 0 ? 1u : 3u); ++m) {
+      messages[i].push_back({.subject = "orders.created", .payload = payloads[i]});
+    }
+    asio::co_spawn(loop, capture(broker.publish_to("orders", messages[i]), answers[i]), asio::detached);
+  }
+  loop.run();
+  std::vector<bool> offset_seen(publishers * 3, false);
+  for (std::size_t i = 0; i < publishers; ++i) {
+    ASSERT_TRUE(answers[i].has_value());
+    ASSERT_TRUE(answers[i]->is_ok()) << answers[i]->status().to_string();
+    const std::vector<Position>& positions = **answers[i];
+    ASSERT_EQ(positions.size(), messages[i].size());
+    for (std::size_t m = 0; m < positions.size(); ++m) {
+      EXPECT_EQ(positions[m].message_index, m);
+      EXPECT_EQ(positions[m].stream, "orders");
+      ASSERT_LT(positions[m].offset, offset_seen.size());
+      EXPECT_FALSE(offset_seen[positions[m].offset]) << "offset " << positions[m].offset << " answered twice";
+      offset_seen[positions[m].offset] = true;
+      if (m > 0) EXPECT_EQ(positions[m].offset, positions[m - 1].offset + 1);  // one publish stays contiguous
+      auto read = store_->read("orders", 0, positions[m].offset, {.max_messages = 1});
+      ASSERT_TRUE(read.is_ok());
+      ASSERT_EQ(read->messages.size(), 1u);
+      EXPECT_EQ(read->messages[0].payload, payloads[i]);
+    }
+  }
+  EXPECT_LT(broker.statistics().store_appends.load(), publishers);
+  EXPECT_GE(broker.statistics().store_appends.load(), 1u);
+}
+
+// A bad publish combined with good ones fails alone, with its own error; the others are stored.
+TEST_F(BrokerTest, ARefusedPublishInACombinedPassFailsAloneAndTheOthersAreStored) {
+  Broker broker(*store_, {.worker_threads = 2, .worker_queue_max = 16});
+  asio::io_context loop;
+  OutgoingMessage good_first{.subject = "orders.created", .payload = "first"};
+  OutgoingMessage bad{.subject = "orders..broken", .payload = "bad"};
+  OutgoingMessage good_last{.subject = "orders.created", .payload = "last"};
+  std::optional<Result<std::vector<Position>>> first, refused, last, unknown_stream;
+  asio::co_spawn(loop, capture(broker.publish_to("orders", std::span<const OutgoingMessage>(&good_first, 1)), first), asio::detached);
+  asio::co_spawn(loop, capture(broker.publish_to("orders", std::span<const OutgoingMessage>(&bad, 1)), refused), asio::detached);
+  asio::co_spawn(loop, capture(broker.publish_to("orders", std::span<const OutgoingMessage>(&good_last, 1)), last), asio::detached);
+  asio::co_spawn(loop, capture(broker.publish_to("missing", std::span<const OutgoingMessage>(&good_last, 1)), unknown_stream),
+                 asio::detached);
+  loop.run();
+  ASSERT_TRUE(first && last && refused && unknown_stream);
+  ASSERT_TRUE(first->is_ok()) << first->status().to_string();
+  ASSERT_TRUE(last->is_ok()) << last->status().to_string();
+  EXPECT_EQ(refused->status().code(), ErrorCode::invalid_argument) << refused->status().to_string();
+  EXPECT_NE(refused->status().message().find("message 0"), std::string::npos) << refused->status().message();
+  EXPECT_EQ(unknown_stream->status().code(), ErrorCode::stream_not_found);
+  auto read = store_->read("orders", 0, 0, {.max_messages = 10});
+  ASSERT_TRUE(read.is_ok());
+  ASSERT_EQ(read->messages.size(), 2u);
+  EXPECT_EQ(read->messages[(*first)->front().offset].payload, "first");
+  EXPECT_EQ(read->messages[(*last)->front().offset].payload, "last");
+}
+
+}  // namespace
+}  // namespace msgstore::broker

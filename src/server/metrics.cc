@@ -151,6 +151,9 @@ std::string Metrics::render(const broker::BrokerStatistics& broker, const std::v
          broker.published_messages.load());
   single(out, "msgstore_published_payload_bytes_total", "counter", "Payload bytes published.", broker.published_bytes.load());
   single(out, "msgstore_publish_failures_total", "counter", "Publish calls that failed.", broker.publish_failures.load());
+  single(out, "msgstore_publish_store_appends_total", "counter",
+         "Store appends made for publishes (fewer than publishes when one event loop pass combined several).",
+         broker.store_appends.load());
   single(out, "msgstore_fetch_requests_total", "counter", "Read (fetch) requests.", broker.fetch_requests.load());
   single(out, "msgstore_fetched_messages_total", "counter", "Messages returned by reads.", broker.fetched_messages.load());
   single(out, "msgstore_fetched_payload_bytes_total", "counter", "Payload bytes returned by reads.",
