@@ -451,12 +451,35 @@ void Segment::index_batch(const BatchHeader& header, std::uint64_t position, boo
   max_timestamp_ms_.store(new_max, std::memory_order_release);
 }
 
-Status Segment::append(std::string_view batch, const BatchHeader& header) {
+namespace {
+
+// Never written: the pages stay the kernel's shared zero page.
+alignas(4096) const char zero_bytes[2 * preallocation_step_bytes] = {};
+
+}  // namespace
+
+Status Segment::append(std::string_view batch, const BatchHeader& header, bool preallocate) {
   const std::uint64_t position = size_bytes_.load(std::memory_order_relaxed);
+  const std::uint64_t end = position + batch.size();
+  // A batch larger than a step brings its own metadata change whatever we do; skip it.
+  if (preallocate && !preallocation_failed_ && end > preallocated_end_ && batch.size() <= preallocation_step_bytes) {
+    const std::uint64_t from = std::max(position, preallocated_end_);
+    const std::uint64_t to = end + preallocation_step_bytes;
+    if (log_file_->write_at(from, zero_bytes, to - from).is_ok()) {
+      preallocated_end_ = to;
+    } else {
+      // Only an optimisation: give the space back (zeros past the data are harmless if even
+      // that fails) and let the batch's own write decide.
+      preallocation_failed_ = true;
+      const bool cut = log_file_->truncate(from).is_ok();
+      preallocated_end_ = !cut ? to : (from > position ? from : 0);  // what trim_preallocation must cut
+    }
+  }
   Status written = log_file_->write_at(position, batch.data(), batch.size());
   if (!written.is_ok()) {
     // Leave no partial batch behind: cut the file back to where it ended. If even that fails
     // the caller must stop writing to this log.
+    preallocated_end_ = 0;
     Status cut = log_file_->truncate(position);
     if (!cut.is_ok()) return Status(ErrorCode::io_error, written.message() + "; and truncating back failed: " + cut.message());
     return written;
@@ -465,6 +488,13 @@ Status Segment::append(std::string_view batch, const BatchHeader& header) {
   next_offset_.store(header.next_offset(), std::memory_order_release);
   size_bytes_.store(position + batch.size(), std::memory_order_release);
   return Status::ok();
+}
+
+Status Segment::trim_preallocation() {
+  if (preallocated_end_ == 0) return Status::ok();
+  preallocated_end_ = 0;
+  MSGSTORE_RETURN_IF_ERROR(log_file_->truncate(size_bytes_.load(std::memory_order_relaxed)));
+  return log_file_->sync();
 }
 
 void Segment::finish_sealing() {
