@@ -457,7 +457,7 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
     BatchHeader header;
     MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
     const std::uint64_t position = active_->readable_bytes();
-    Status written = active_->append(batch, header, /*preallocate=*/options.fsync == FsyncPolicy::always);
+    Status written = active_->append(batch, header, options.fsync == FsyncPolicy::always ? options.preallocate_bytes : 0);
     if (!written.is_ok()) {
       if (written.code() == ErrorCode::no_space) {
         // Nothing of the batch remains; writing resumes when space returns.

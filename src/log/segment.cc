@@ -454,25 +454,33 @@ void Segment::index_batch(const BatchHeader& header, std::uint64_t position, boo
 namespace {
 
 // Never written: the pages stay the kernel's shared zero page.
-alignas(4096) const char zero_bytes[2 * preallocation_step_bytes] = {};
+constexpr std::size_t zero_chunk_bytes = 1024 * 1024;
+alignas(4096) const char zero_bytes[zero_chunk_bytes] = {};
 
 }  // namespace
 
-Status Segment::append(std::string_view batch, const BatchHeader& header, bool preallocate) {
+Status Segment::append(std::string_view batch, const BatchHeader& header, std::uint64_t preallocate_bytes) {
   const std::uint64_t position = size_bytes_.load(std::memory_order_relaxed);
   const std::uint64_t end = position + batch.size();
   // A batch larger than a step brings its own metadata change whatever we do; skip it.
-  if (preallocate && !preallocation_failed_ && end > preallocated_end_ && batch.size() <= preallocation_step_bytes) {
+  if (preallocate_bytes > 0 && !preallocation_failed_ && end > preallocated_end_ && batch.size() <= preallocate_bytes) {
     const std::uint64_t from = std::max(position, preallocated_end_);
-    const std::uint64_t to = end + preallocation_step_bytes;
-    if (log_file_->write_at(from, zero_bytes, to - from).is_ok()) {
+    const std::uint64_t to = end + preallocate_bytes;
+    Status zeroed = Status::ok();
+    for (std::uint64_t at = from; at < to && zeroed.is_ok(); at += zero_chunk_bytes) {
+      zeroed = log_file_->write_at(at, zero_bytes, static_cast<std::size_t>(std::min<std::uint64_t>(zero_chunk_bytes, to - at)));
+    }
+    if (zeroed.is_ok()) {
       preallocated_end_ = to;
     } else {
-      // Only an optimisation: give the space back (zeros past the data are harmless if even
-      // that fails) and let the batch's own write decide.
+      // Cut the file back to the data. A full disk only costs the preallocation (this segment
+      // appends without zeros from now on) and the batch's own write decides; any other
+      // failure is a failed append like a failed write of the batch (the log stops).
+      preallocated_end_ = 0;
+      Status cut = log_file_->truncate(position);
+      if (!cut.is_ok()) return Status(ErrorCode::io_error, zeroed.message() + "; and truncating back failed: " + cut.message());
+      if (zeroed.code() != ErrorCode::no_space) return zeroed;
       preallocation_failed_ = true;
-      const bool cut = log_file_->truncate(from).is_ok();
-      preallocated_end_ = !cut ? to : (from > position ? from : 0);  // what trim_preallocation must cut
     }
   }
   Status written = log_file_->write_at(position, batch.data(), batch.size());

@@ -41,8 +41,6 @@ std::string encode_segment_header(Offset base_offset, TimestampMs created_ms, bo
 
 inline constexpr TimestampMs no_timestamp = std::numeric_limits<TimestampMs>::min();
 
-// How far ahead of the data an fsync=always segment is extended with zeros (Segment::append).
-inline constexpr std::uint64_t preallocation_step_bytes = 1024 * 1024;
 
 struct OffsetIndexEntry {
   std::uint32_t relative_offset = 0;
@@ -144,14 +142,16 @@ class Segment {
   // Writes a finished batch at the end. On failure nothing of it remains readable; on
   // no_space the file is cut back (a failure to cut back is reported as io_error).
   //
-  // With `preallocate` (logs that fsync every append), the file is first extended with zeros,
-  // preallocation_step_bytes ahead of the data, so that the fdatasync after most appends
+  // With `preallocate_bytes` > 0 (logs that fsync every append), the file is first extended
+  // with zeros that far ahead of the data, so that the fdatasync after most appends
   // rewrites blocks the file already has and changes no metadata: no journal commit, about 40%
   // less time per fdatasync on ext4 here (docs/performance.md). The zeros are never readable:
   // readable_bytes() ends at the data, seal() and trim_preallocation() cut the file back to it,
-  // and recovery after a crash cuts them off as a torn tail (nothing valid follows them). A
-  // failed extension (a full disk) only means no preallocation until the next segment.
-  Status append(std::string_view batch, const BatchHeader& header, bool preallocate = false);
+  // and recovery after a crash cuts them off as a torn tail (nothing valid follows them). An
+  // extension that meets a full disk is cut back and only costs the preallocation (the segment
+  // appends without zeros from then on; the batch's own write decides); any other failure of it
+  // is a failed append, as if the batch's own write had failed.
+  Status append(std::string_view batch, const BatchHeader& header, std::uint64_t preallocate_bytes = 0);
   // Cuts the file back to its data if append() extended it with zeros, and syncs (fsync: the
   // size changes). A no-op otherwise.
   Status trim_preallocation();
