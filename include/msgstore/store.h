@@ -49,6 +49,12 @@ struct StoreOptions {
   // Threads that run the fdatasync calls of publish_async (fsync=always). Partitions sync in
   // parallel up to this count; the publishers of one partition share each fdatasync.
   std::uint32_t sync_threads = 4;
+  // fsync=always streams: how far ahead of the data the active segment is extended with zeros,
+  // so that the fdatasync after an append overwrites blocks the file already has and commits no
+  // metadata (about 40% less time per fdatasync on ext4, docs/performance.md). The zeros are
+  // cut off when the segment is sealed or the store closes, and after a crash recovery cuts
+  // them as a torn tail. 0 = off.
+  std::uint64_t preallocation_bytes = 1024 * 1024;
 };
 
 // Where a read or a subscription starts.

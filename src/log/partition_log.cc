@@ -457,7 +457,7 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
     BatchHeader header;
     MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
     const std::uint64_t position = active_->readable_bytes();
-    Status written = active_->append(batch, header);
+    Status written = active_->append(batch, header, options.fsync == FsyncPolicy::always ? options.preallocate_bytes : 0);
     if (!written.is_ok()) {
       if (written.code() == ErrorCode::no_space) {
         // Nothing of the batch remains; writing resumes when space returns.
@@ -1040,7 +1040,9 @@ Status PartitionLog::close() {
     finish_waiters(Status::ok());
     return Status::ok();
   }
-  Status synced = segment->sync_data();
+  // Zeros ahead of the data (Segment::append) go first, so a clean close leaves no tail.
+  Status synced = segment->trim_preallocation();
+  if (synced.is_ok()) synced = segment->sync_data();
   if (!synced.is_ok()) {
     {
       std::lock_guard lock(append_mutex_);

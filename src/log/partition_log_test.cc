@@ -871,5 +871,140 @@ TEST(PartitionLog, InfoDescribesThePartition) {
   EXPECT_EQ(info.bytes, bytes);
 }
 
+// ---- Preallocation (LogOptions::preallocate_bytes, fsync=always) ------------------------------
+
+LogOptions preallocating(std::uint64_t bytes = 64 * 1024, std::uint64_t segment_bytes = limits::segment_bytes_default) {
+  LogOptions options;
+  options.segment_bytes = segment_bytes;
+  options.preallocate_bytes = bytes;
+  return options;
+}
+
+std::uint64_t file_bytes(const FaultFileSystem& file_system, const std::filesystem::path& path) {
+  auto contents = file_system.current_contents(path);
+  return contents ? contents->size() : 0;
+}
+
+TEST(PartitionLogPreallocation, ZerosRunAheadOfTheDataAndAreCutAtSealAndClose) {
+  FaultFileSystem file_system;
+  make_durable_directory(file_system, "/p");
+  std::mt19937_64 random(21);
+  std::vector<Record> model;
+  auto log = open_log(file_system, "/p", preallocating(64 * 1024, 64 * 1024));
+  ASSERT_TRUE(log.is_ok());
+  ASSERT_TRUE(append(**log, {make_record(random, 0, 10)}, &model).is_ok());
+  const auto first = segment_file_path("/p", 0, SegmentFileKind::log);
+  // The file runs 64 KiB past the data; the data alone is readable.
+  const auto info = (*log)->info(0);
+  EXPECT_GE(file_bytes(file_system, first), info.bytes + 64 * 1024);
+  // Fill past a roll: the sealed segment ends exactly at its data.
+  while (segment_bases(file_system, "/p").size() < 3) {
+    ASSERT_TRUE(append(**log, {make_record(random, model.size(), 10 + model.size(), 2000)}, &model).is_ok());
+  }
+  const auto bases = segment_bases(file_system, "/p");
+  auto sealed = Segment::open(file_system, "/p", bases[0]);
+  ASSERT_TRUE(sealed.is_ok());
+  std::uint64_t stop = 0;
+  Status error;
+  EXPECT_EQ((*sealed)->scan_from(format::segment_header_bytes, bases[0], stop, error), BatchScanner::Step::end_of_log);
+  EXPECT_EQ(stop, file_bytes(file_system, segment_file_path("/p", bases[0], SegmentFileKind::log)));
+  auto all = read_all(**log);
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_TRUE(matches_model(*all, model, 0));
+  // A clean close leaves no zeros: the reopen cuts nothing.
+  std::uint64_t sealed_bytes = 0;
+  for (std::size_t i = 0; i + 1 < bases.size(); ++i) sealed_bytes += file_bytes(file_system, segment_file_path("/p", bases[i], SegmentFileKind::log));
+  const std::uint64_t active_data = (*log)->info(0).bytes - sealed_bytes;
+  const auto last = segment_file_path("/p", bases.back(), SegmentFileKind::log);
+  EXPECT_GE(file_bytes(file_system, last), active_data + 64 * 1024);
+  ASSERT_TRUE((*log)->close().is_ok());
+  log = Status(ErrorCode::closed, "released");
+  RecoveryReport report;
+  log = open_log(file_system, "/p", preallocating(64 * 1024, 64 * 1024), nullptr, &report);
+  ASSERT_TRUE(log.is_ok());
+  EXPECT_EQ(report.torn_bytes_truncated, 0u) << describe(report);
+  EXPECT_TRUE(report.corruption.empty()) << describe(report);
+  all = read_all(**log);
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_TRUE(matches_model(*all, model, 0));
+}
+
+// Power loss with zeros ahead of the data, under every survival mode: every acknowledged
+// (synced) append is there, the zeros are cut as a torn tail, nothing is called damaged, and
+// the log appends again at the right offset.
+TEST(PartitionLogPreallocation, PowerLossKeepsEveryAcknowledgedAppendAndCutsTheZeros) {
+  for (std::uint64_t seed = 0; seed < 60; ++seed) {
+    FaultFileSystem file_system;
+    make_durable_directory(file_system, "/p");
+    std::mt19937_64 random(seed);
+    std::vector<Record> model;
+    auto log = open_log(file_system, "/p", preallocating(16 * 1024, 32 * 1024));
+    ASSERT_TRUE(log.is_ok());
+    const std::size_t appends = 5 + seed % 40;
+    for (std::size_t i = 0; i < appends; ++i) {
+      ASSERT_TRUE(append(**log, {make_record(random, model.size(), 10 + model.size(), 1500)}, &model).is_ok());
+    }
+    const PowerLossMode mode = seed % 3 == 0 ? PowerLossMode::drop_all_unsynced
+                               : seed % 3 == 1 ? PowerLossMode::keep_all_unsynced
+                                               : PowerLossMode::random;
+    file_system.simulate_power_loss(seed, mode);
+    log = Status(ErrorCode::closed, "released");
+    RecoveryReport report;
+    log = open_log(file_system, "/p", preallocating(16 * 1024, 32 * 1024), nullptr, &report);
+    ASSERT_TRUE(log.is_ok()) << "seed " << seed << ": " << log.status().to_string();
+    EXPECT_TRUE(report.corruption.empty()) << "seed " << seed << ": " << describe(report);
+    auto all = read_all(**log);
+    ASSERT_TRUE(all.is_ok());
+    EXPECT_TRUE(matches_model(*all, model, 0)) << "seed " << seed;  // fsync=always: all acknowledged
+    auto next = append(**log, {make_record(random, model.size(), 999, 100)}, &model);
+    ASSERT_TRUE(next.is_ok());
+    EXPECT_EQ(*next, appends) << "seed " << seed;
+  }
+}
+
+TEST(PartitionLogPreallocation, AFullDiskOnlyStopsThePreallocationAndAnIoErrorStopsTheLog) {
+  {
+    FaultFileSystem file_system;
+    make_durable_directory(file_system, "/p");
+    std::mt19937_64 random(3);
+    std::vector<Record> model;
+    auto log = open_log(file_system, "/p", preallocating(1024 * 1024));
+    ASSERT_TRUE(log.is_ok());
+    // Room for the data, not for a megabyte of zeros: appends still succeed, without zeros.
+    file_system.set_quota_bytes(file_system.used_bytes() + 64 * 1024);
+    for (int i = 0; i < 10; ++i) {
+      auto appended = append(**log, {make_record(random, model.size(), 10 + i, 500)}, &model);
+      ASSERT_TRUE(appended.is_ok()) << appended.status().to_string();
+    }
+    const auto segment = segment_file_path("/p", 0, SegmentFileKind::log);
+    EXPECT_LT(file_bytes(file_system, segment), 64u * 1024);
+    auto all = read_all(**log);
+    ASSERT_TRUE(all.is_ok());
+    EXPECT_TRUE(matches_model(*all, model, 0));
+  }
+  {
+    FaultFileSystem file_system;
+    make_durable_directory(file_system, "/p");
+    std::mt19937_64 random(4);
+    std::vector<Record> model;
+    auto log = open_log(file_system, "/p", preallocating(64 * 1024));
+    ASSERT_TRUE(log.is_ok());
+    ASSERT_TRUE(append(**log, {make_record(random, 0, 10)}, &model).is_ok());
+    // The next append needs more zeros first (its end passes the preallocated end): fail that
+    // write with EIO. The append fails and the log refuses writes from then on (fail-stop).
+    Record big = make_record(random, 1, 11, 0);
+    big.payload = std::string(60 * 1024, 'B');
+    file_system.fail_after(FaultFileSystem::Operation::write, 1);
+    auto failed = append(**log, {big});
+    EXPECT_FALSE(failed.is_ok());
+    file_system.clear_faults();
+    auto refused = append(**log, {make_record(random, 1, 12)});
+    EXPECT_EQ(refused.status().code(), ErrorCode::log_failed) << refused.status().to_string();
+    auto all = read_all(**log);
+    ASSERT_TRUE(all.is_ok());
+    EXPECT_TRUE(matches_model(*all, model, 0));
+  }
+}
+
 }  // namespace
 }  // namespace msgstore::log

@@ -451,12 +451,43 @@ void Segment::index_batch(const BatchHeader& header, std::uint64_t position, boo
   max_timestamp_ms_.store(new_max, std::memory_order_release);
 }
 
-Status Segment::append(std::string_view batch, const BatchHeader& header) {
+namespace {
+
+// Never written: the pages stay the kernel's shared zero page.
+constexpr std::size_t zero_chunk_bytes = 1024 * 1024;
+alignas(4096) const char zero_bytes[zero_chunk_bytes] = {};
+
+}  // namespace
+
+Status Segment::append(std::string_view batch, const BatchHeader& header, std::uint64_t preallocate_bytes) {
   const std::uint64_t position = size_bytes_.load(std::memory_order_relaxed);
+  const std::uint64_t end = position + batch.size();
+  // A batch larger than a step brings its own metadata change whatever we do; skip it.
+  if (preallocate_bytes > 0 && !preallocation_failed_ && end > preallocated_end_ && batch.size() <= preallocate_bytes) {
+    const std::uint64_t from = std::max(position, preallocated_end_);
+    const std::uint64_t to = end + preallocate_bytes;
+    Status zeroed = Status::ok();
+    for (std::uint64_t at = from; at < to && zeroed.is_ok(); at += zero_chunk_bytes) {
+      zeroed = log_file_->write_at(at, zero_bytes, static_cast<std::size_t>(std::min<std::uint64_t>(zero_chunk_bytes, to - at)));
+    }
+    if (zeroed.is_ok()) {
+      preallocated_end_ = to;
+    } else {
+      // Cut the file back to the data. A full disk only costs the preallocation (this segment
+      // appends without zeros from now on) and the batch's own write decides; any other
+      // failure is a failed append like a failed write of the batch (the log stops).
+      preallocated_end_ = 0;
+      Status cut = log_file_->truncate(position);
+      if (!cut.is_ok()) return Status(ErrorCode::io_error, zeroed.message() + "; and truncating back failed: " + cut.message());
+      if (zeroed.code() != ErrorCode::no_space) return zeroed;
+      preallocation_failed_ = true;
+    }
+  }
   Status written = log_file_->write_at(position, batch.data(), batch.size());
   if (!written.is_ok()) {
     // Leave no partial batch behind: cut the file back to where it ended. If even that fails
     // the caller must stop writing to this log.
+    preallocated_end_ = 0;
     Status cut = log_file_->truncate(position);
     if (!cut.is_ok()) return Status(ErrorCode::io_error, written.message() + "; and truncating back failed: " + cut.message());
     return written;
@@ -465,6 +496,13 @@ Status Segment::append(std::string_view batch, const BatchHeader& header) {
   next_offset_.store(header.next_offset(), std::memory_order_release);
   size_bytes_.store(position + batch.size(), std::memory_order_release);
   return Status::ok();
+}
+
+Status Segment::trim_preallocation() {
+  if (preallocated_end_ == 0) return Status::ok();
+  preallocated_end_ = 0;
+  MSGSTORE_RETURN_IF_ERROR(log_file_->truncate(size_bytes_.load(std::memory_order_relaxed)));
+  return log_file_->sync();
 }
 
 void Segment::finish_sealing() {

@@ -188,11 +188,17 @@ Status StoreImpl::rebuild_dedup(const StreamState& state) {
   return Status::ok();
 }
 
+log::LogOptions StoreImpl::log_options(const StreamConfig& config) const {
+  log::LogOptions options = store::log_options_for(config);
+  options.preallocate_bytes = options_.preallocation_bytes;
+  return options;
+}
+
 Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partition) {
   for (std::uint32_t partition = first_partition; partition < state.config.partitions; ++partition) {
     auto log = log::PartitionLog::open(*file_system_, partition_directory(state.directory, partition),
                                        state.config.name + "/" + std::to_string(partition),
-                                       store::log_options_for(state.config), nullptr, nullptr);
+                                       log_options(state.config), nullptr, nullptr);
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
     shared->set_sync_threads(sync_threads_);
@@ -405,7 +411,7 @@ Status StoreImpl::update_stream(const StreamConfig& config) {
   if (config.partitions > old.config.partitions) MSGSTORE_RETURN_IF_ERROR(file_system_->sync_directory(old.directory));
   MSGSTORE_RETURN_IF_ERROR(io::write_metadata_file(*file_system_, old.directory / stream_meta_name, store::stream_meta_kind,
                                                    store::stream_meta_version, store::encode_stream_config(config)));
-  for (const auto& partition : state->partitions) partition->set_options(store::log_options_for(config));
+  for (const auto& partition : state->partitions) partition->set_options(log_options(config));
   for (const auto& index : state->indexes) index->set_configuration(index_configuration_for(config));
   auto updated = std::make_shared<StreamTable>(*table);
   (*updated)[config.name] = state;

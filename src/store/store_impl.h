@@ -117,6 +117,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   Result<std::shared_ptr<log::PartitionLog>> partition(std::string_view stream, std::uint32_t partition) const;
   Result<std::shared_ptr<StreamState>> open_stream(const std::filesystem::path& stream_directory, const StreamConfig& config);
   // Opens partitions [first_partition, state.config.partitions) of `state` and appends them.
+  // The log options of a stream's partitions: its config plus the store's preallocation.
+  log::LogOptions log_options(const StreamConfig& config) const;
   Status open_partitions(StreamState& state, std::uint32_t first_partition);
   // Refills the stream's dedup table with the message ids stored within its window, reading
   // only the segments the time index places inside it.

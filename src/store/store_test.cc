@@ -1413,7 +1413,10 @@ TEST(StoreFaults, ProcessCrashKeepsEveryAckWithFsyncNever) {
 
 TEST(StoreFaults, DiskFullRefusesPublishKeepsReadsAndRecoversWithoutReopen) {
   auto file_system = std::make_shared<FaultFileSystem>();
-  auto store = open_store("/store", StoreOptions{.file_system = file_system});
+  // The quota below is "what is used now plus 100 bytes"; zeros reserved ahead of the data
+  // would hold the big message (as they would on a real disk). This test is about the data
+  // write meeting the full disk; PartitionLogPreallocation covers the zeros meeting it.
+  auto store = open_store("/store", StoreOptions{.file_system = file_system, .preallocation_bytes = 0});
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->create_stream(stream_config("full", {"full"})).is_ok());
   std::map<Offset, std::string> acked;
@@ -1462,7 +1465,10 @@ TEST(StoreFaults, DiskFullWhileRollingASegmentIsAlsoRecoverable) {
   for (std::uint64_t extra = 3000; extra < 6000; extra += 61) {
     SCOPED_TRACE("quota headroom " + std::to_string(extra));
     auto file_system = std::make_shared<FaultFileSystem>();
-    auto store = open_store("/store", StoreOptions{.file_system = file_system});
+    // Data and metadata writes meeting the full disk, without zeros ahead of the data (zeros
+    // that no longer fit are given up and the data written without them:
+    // PartitionLogPreallocation covers that).
+    auto store = open_store("/store", StoreOptions{.file_system = file_system, .preallocation_bytes = 0});
     ASSERT_NE(store, nullptr);
     StreamConfig config = stream_config("full", {"full"});
     config.segment_bytes = limits::segment_bytes_min;
