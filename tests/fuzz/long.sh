@@ -22,6 +22,9 @@ seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 budget="${FUZZ_BUDGET:-wall}"
+input_timeout="${FUZZ_TIMEOUT:-10}"
+scheduler=()
+if [ "${FUZZ_IDLE:-0}" = 1 ]; then scheduler=(chrt --idle 0); fi
 case "$budget" in wall|cpu) ;; *) echo "fuzz-long: FUZZ_BUDGET must be wall or cpu" >&2; exit 2 ;; esac
 clock_ticks=$(getconf CLK_TCK)
 build=build/fuzz
@@ -56,7 +59,7 @@ run_target() {
   local status=0
   local wall_limit="$seconds"
   [ "$budget" = cpu ] && wall_limit=$((seconds * 100))  # the CPU watcher below ends the run
-  nice -n "$niceness" "$build/tests/fuzz/${target}_fuzz" -max_total_time="$wall_limit" -max_len=65536 -timeout=10 \
+  "${scheduler[@]}" nice -n "$niceness" "$build/tests/fuzz/${target}_fuzz" -max_total_time="$wall_limit" -max_len=65536 -timeout="$input_timeout" \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
     "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1 &
   local fuzzer=$! used=0 interrupted=0
