@@ -43,7 +43,12 @@ std::optional<ResyncPoint> find_next_valid_batch(const File& file, std::uint64_t
     if (!got || *got < 4) return std::nullopt;
     char magic[4];
     base::store_u32(magic, format::batch_magic);
+    // memchr for the magic's first byte skips long runs without it (the zeros a writer put
+    // ahead of its data, most of all) at memory speed.
     for (std::size_t at = 0; at + 4 <= *got; ++at) {
+      const void* first = std::memchr(window.data() + at, magic[0], *got - 3 - at);
+      if (first == nullptr) break;
+      at = static_cast<std::size_t>(static_cast<const char*>(first) - window.data());
       if (std::memcmp(window.data() + at, magic, 4) != 0) continue;
       const std::uint64_t candidate = window_start + at;
       BatchScanner scanner(file, candidate, end);
@@ -457,7 +462,11 @@ Result<Offset> PartitionLog::append(BatchBuilder& builder, const AppendPrecondit
     BatchHeader header;
     MS_ASSERT(check_batch_header(batch.data(), batch.size(), header) == HeaderCheck::valid);
     const std::uint64_t position = active_->readable_bytes();
-    Status written = active_->append(batch, header, options.fsync == FsyncPolicy::always ? options.preallocate_bytes : 0);
+    // Zeros ahead of the data, never more than a segment holds (small segments would write
+    // many times their size in zeros otherwise).
+    const std::uint64_t preallocate =
+        options.fsync == FsyncPolicy::always ? std::min(options.preallocate_bytes, options.segment_bytes) : 0;
+    Status written = active_->append(batch, header, preallocate);
     if (!written.is_ok()) {
       if (written.code() == ErrorCode::no_space) {
         // Nothing of the batch remains; writing resumes when space returns.
@@ -615,26 +624,22 @@ void PartitionLog::complete_durable_waiters(std::unique_lock<std::mutex>& lock, 
 }
 
 Status PartitionLog::sync() {
-  Offset goal;
-  std::shared_ptr<Segment> segment;
   {
     std::lock_guard lock(append_mutex_);
     if (failed_) return Status(ErrorCode::log_failed, label_ + ": " + failure_.message());
-    goal = next_offset_;
-    segment = active_;
   }
-  Status synced = segment->sync_data();
+  // The same sync as group commit's (one syncer at a time; a failure is sticky there too).
+  std::unique_lock lock(sync_mutex_);
+  while (sync_in_progress_) sync_finished_.wait(lock);
+  if (!sync_failure_.is_ok()) return Status(ErrorCode::log_failed, label_ + ": " + sync_failure_.message());
+  sync_in_progress_ = true;
+  Status synced = sync_written_locked(lock);
   if (!synced.is_ok()) {
-    std::lock_guard lock(append_mutex_);
-    return fail(synced);
+    return Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + synced.message());
   }
-  {
-    std::lock_guard lock(sync_mutex_);
-    durable_offset_ = std::max(durable_offset_, goal);
-    synced_offset_hint_ = durable_offset_;
-  }
-  last_sync_ms_ = clock_();
-  publish_high_watermark(goal);
+  const Offset durable = durable_offset_;
+  lock.unlock();
+  publish_high_watermark(durable);
   return Status::ok();
 }
 

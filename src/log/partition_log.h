@@ -44,8 +44,9 @@ struct LogOptions {
   std::uint64_t max_bytes = 0;
   std::uint64_t max_messages = 0;
   // fsync=always only: extend the active segment with this many zero bytes ahead of the data
-  // (Segment::append), so most fdatasyncs rewrite blocks the file already has. 0 = off (the
-  // default here; the Store turns it on, StoreOptions::preallocation_bytes).
+  // (Segment::append), so most fdatasyncs rewrite blocks the file already has; at most
+  // segment_bytes at a time. 0 = off (the default here; the Store turns it on,
+  // StoreOptions::preallocation_bytes).
   std::uint64_t preallocate_bytes = 0;
 };
 

@@ -122,6 +122,10 @@ const std::vector<Setting>& server_settings() {
                      "Threads for blocking store calls (reads, queries, administration, large publishes); no thread waits in fdatasync for a publisher."),
       number_setting("worker_queue_max", &ServerConfig::worker_queue_max,
                      "Blocking store calls queued or running at once; beyond it requests get 503."),
+      number_setting("sync_threads", &ServerConfig::sync_threads,
+                     "Threads that run fdatasync for fsync=always publishes; partitions sync in parallel up to this count."),
+      number_setting("preallocation_bytes", &ServerConfig::preallocation_bytes,
+                     "Zeros written ahead of fsync=always data, so most fdatasyncs rewrite blocks the file has (no metadata commit); 0 = off."),
       number_setting("max_connections", &ServerConfig::max_connections,
                      "Open client connections; more are answered 503 and closed."),
       number_setting("request_body_bytes_max", &ServerConfig::request_body_bytes_max,
@@ -207,6 +211,10 @@ Status validate_server_config(const ServerConfig& config) {
     return Status::ok();
   };
   MSGSTORE_RETURN_IF_ERROR(at_least_one("worker_threads", config.worker_threads));
+  MSGSTORE_RETURN_IF_ERROR(at_least_one("sync_threads", config.sync_threads));
+  if (config.preallocation_bytes > 64ull * 1024 * 1024) {
+    return Status(ErrorCode::invalid_argument, "preallocation_bytes: at most 67108864 (64 MiB)");
+  }
   MSGSTORE_RETURN_IF_ERROR(at_least_one("worker_queue_max", config.worker_queue_max));
   MSGSTORE_RETURN_IF_ERROR(at_least_one("max_connections", config.max_connections));
   MSGSTORE_RETURN_IF_ERROR(at_least_one("batch_messages_max", config.batch_messages_max));

@@ -28,6 +28,10 @@ struct ServerConfig {
   // number of publishers expected to wait at once, not for the number of cores.
   std::uint32_t worker_threads = 64;
   std::uint32_t worker_queue_max = 4096;  // blocking calls queued or running; more -> 503
+  // The store's fdatasync threads (StoreOptions::sync_threads) and the zeros written ahead of
+  // fsync=always data (StoreOptions::preallocation_bytes; 0 = off).
+  std::uint32_t sync_threads = 4;
+  std::uint64_t preallocation_bytes = 1024 * 1024;
 
   std::uint32_t max_connections = 1024;
   std::uint64_t request_body_bytes_max = 16 * 1024 * 1024;
