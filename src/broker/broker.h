@@ -111,7 +111,7 @@ class Broker {
   asio::awaitable<Status> delete_stream(std::string name);
 
   // Publishing. The messages' views must stay valid until the call completes (they live in
-  // the caller's coroutine frame).
+  // the caller's coroutine frame). Positions come in message order (Position::message_index).
   asio::awaitable<Result<std::vector<Position>>> publish_to(std::string stream, std::span<const OutgoingMessage> messages);
   asio::awaitable<Result<std::vector<Position>>> publish(std::span<const OutgoingMessage> messages);
 

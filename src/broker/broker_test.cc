@@ -212,7 +212,9 @@ TEST_F(BrokerTest, PublishesOfOneLoopPassAreCombinedAndEachGetsItsOwnPositions) 
       ASSERT_LT(positions[m].offset, offset_seen.size());
       EXPECT_FALSE(offset_seen[positions[m].offset]) << "offset " << positions[m].offset << " answered twice";
       offset_seen[positions[m].offset] = true;
-      if (m > 0) EXPECT_EQ(positions[m].offset, positions[m - 1].offset + 1);  // one publish stays contiguous
+      if (m > 0) {
+        EXPECT_EQ(positions[m].offset, positions[m - 1].offset + 1);  // one publish stays contiguous
+      }
       auto read = store_->read("orders", 0, positions[m].offset, {.max_messages = 1});
       ASSERT_TRUE(read.is_ok());
       ASSERT_EQ(read->messages.size(), 1u);

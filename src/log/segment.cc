@@ -462,6 +462,14 @@ alignas(4096) const char zero_bytes[zero_chunk_bytes] = {};
 Status Segment::append(std::string_view batch, const BatchHeader& header, std::uint64_t preallocate_bytes) {
   const std::uint64_t position = size_bytes_.load(std::memory_order_relaxed);
   const std::uint64_t end = position + batch.size();
+  // After a failed write: leave nothing past the data (no partial batch, no zeros). If even
+  // that fails the caller must stop writing to this log.
+  auto cut_back = [&](const Status& failure) -> Status {
+    preallocated_end_ = 0;
+    Status cut = log_file_->truncate(position);
+    if (!cut.is_ok()) return Status(ErrorCode::io_error, failure.message() + "; and truncating back failed: " + cut.message());
+    return failure;
+  };
   // A batch larger than a step brings its own metadata change whatever we do; skip it.
   if (preallocate_bytes > 0 && !preallocation_failed_ && end > preallocated_end_ && batch.size() <= preallocate_bytes) {
     const std::uint64_t from = std::max(position, preallocated_end_);
@@ -473,25 +481,16 @@ Status Segment::append(std::string_view batch, const BatchHeader& header, std::u
     if (zeroed.is_ok()) {
       preallocated_end_ = to;
     } else {
-      // Cut the file back to the data. A full disk only costs the preallocation (this segment
-      // appends without zeros from now on) and the batch's own write decides; any other
-      // failure is a failed append like a failed write of the batch (the log stops).
-      preallocated_end_ = 0;
-      Status cut = log_file_->truncate(position);
-      if (!cut.is_ok()) return Status(ErrorCode::io_error, zeroed.message() + "; and truncating back failed: " + cut.message());
-      if (zeroed.code() != ErrorCode::no_space) return zeroed;
+      // A full disk only costs the preallocation (this segment appends without zeros from now
+      // on) and the batch's own write decides; any other failure is a failed append like a
+      // failed write of the batch (the log stops).
+      Status cut = cut_back(zeroed);
+      if (cut.code() != ErrorCode::no_space) return cut;
       preallocation_failed_ = true;
     }
   }
   Status written = log_file_->write_at(position, batch.data(), batch.size());
-  if (!written.is_ok()) {
-    // Leave no partial batch behind: cut the file back to where it ended. If even that fails
-    // the caller must stop writing to this log.
-    preallocated_end_ = 0;
-    Status cut = log_file_->truncate(position);
-    if (!cut.is_ok()) return Status(ErrorCode::io_error, written.message() + "; and truncating back failed: " + cut.message());
-    return written;
-  }
+  if (!written.is_ok()) return cut_back(written);
   index_batch(header, position, /*write_files=*/true);
   next_offset_.store(header.next_offset(), std::memory_order_release);
   size_bytes_.store(position + batch.size(), std::memory_order_release);

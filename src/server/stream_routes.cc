@@ -222,10 +222,8 @@ asio::awaitable<HttpResponse> publish_batch(RequestContext& context) {
   const std::vector<OutgoingMessage> outgoing = outgoing_views(*messages, header_views);
   auto positions = co_await context.server.broker().publish_to(stream, outgoing);
   if (!positions) co_return error_response(context, positions.status(), {{"stream", stream}});
-  std::vector<Position> ordered = std::move(*positions);
-  std::stable_sort(ordered.begin(), ordered.end(),
-                   [](const Position& a, const Position& b) { return a.message_index < b.message_index; });
-  co_return json_response(context, http::status::ok, json::object{{"stream", stream}, {"results", positions_json(ordered, false)}});
+  // The broker answers in message order.
+  co_return json_response(context, http::status::ok, json::object{{"stream", stream}, {"results", positions_json(*positions, false)}});
 }
 
 // POST /v1/publish/{subject}: routed by subject to every capturing stream.
