@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,19 @@ class File {
   virtual Status sync() = 0;       // fsync
   virtual Status truncate(std::uint64_t size) = 0;
   virtual Result<std::uint64_t> size() const = 0;
+  // read_at if every byte asked for is in memory now (the page cache: preadv2 RWF_NOWAIT);
+  // nothing, without waiting, when a read would have to wait for the disk or could not say.
+  virtual Result<std::optional<std::size_t>> read_at_if_cached(std::uint64_t offset, void* buffer, std::size_t size) const {
+    auto got = read_at(offset, buffer, size);
+    if (!got) return got.status();
+    return std::optional<std::size_t>(*got);
+  }
+  // A hint that [offset, offset + size) will be read soon (posix_fadvise WILLNEED): the reads
+  // of several ranges can then be in flight at once. Changes no data; errors are ignored.
+  virtual void will_need(std::uint64_t offset, std::uint64_t size) const {
+    (void)offset;
+    (void)size;
+  }
 };
 
 // Held while a data directory is open; releasing it (destroying it) unlocks.

@@ -84,6 +84,15 @@ inline constexpr std::size_t indexed_headers_max = 16;    // header names one st
 inline constexpr std::size_t query_results_max = 100'000; // one query page returns at most this
 inline constexpr std::size_t query_header_equals_max = 64;
 inline constexpr std::size_t query_cursor_bytes_max = 4096;
+// An index query looks segments up ahead of the one it reads and advises their posting runs
+// and candidate batches as wanted (posix_fadvise), so reads from disk overlap: at most this
+// many segments and batches ahead, and at most this many bytes per batch. Where a sealed
+// segment's offset index is not loaded, a batch's end is guessed: the last batch the query read,
+// or this many bytes before the first.
+inline constexpr std::size_t query_prefetch_segments_max = 64;
+inline constexpr std::size_t query_prefetch_batches_max = 64;
+inline constexpr std::uint64_t query_prefetch_unknown_batch_bytes = 32 * 1024;
+inline constexpr std::uint64_t query_prefetch_batch_bytes_max = 256 * 1024;
 // Checked, parsed index files of sealed segments (bloom filter and term table) kept in memory
 // per partition, least recently used dropped first. About 3.8 MiB per segment of 156k messages
 // with four terms each, so the newest ~16 such segments of a partition stay parsed.

@@ -342,6 +342,26 @@ Status PartitionIndex::lookup(const log::Segment& segment, std::uint64_t term, c
   return Status(ErrorCode::corruption, "index of segment " + std::to_string(segment.base_offset()) + " stays damaged after a rebuild");
 }
 
+Status PartitionIndex::probe(const log::Segment& segment, std::uint64_t term, const std::vector<std::uint64_t>& filter_terms,
+                             bool& skipped, std::size_t& expected, QueryStatistics& statistics) {
+  skipped = false;
+  expected = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (segment.base_offset() == active_base_) return Status::ok();  // lookup() decides, from memory
+  }
+  auto sealed = sealed_index(segment, statistics);
+  if (!sealed) return sealed.status();
+  for (std::uint64_t filter : filter_terms) {
+    if (!(*sealed)->might_contain(filter)) {
+      skipped = true;
+      return Status::ok();
+    }
+  }
+  expected = (*sealed)->expect_postings(term);
+  return Status::ok();
+}
+
 Status PartitionIndex::rebuild_missing(QueryStatistics& statistics) {
   {
     std::lock_guard lock(mutex_);

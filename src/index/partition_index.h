@@ -50,6 +50,13 @@ class PartitionIndex final : public log::LogObserver {
   Status lookup(const log::Segment& segment, std::uint64_t term, const std::vector<std::uint64_t>& filter_terms,
                 std::vector<Posting>& out, bool& skipped, QueryStatistics& statistics);
 
+  // The first step of a lookup, without reading postings: whether `segment` can hold `term`
+  // with every filter term (`skipped` if not), and how many postings `term` has there
+  // (`expected`; 0 for the active segment, whose postings are in memory). A sealed segment's
+  // posting run is advised as wanted, so the later lookup's read can overlap others.
+  Status probe(const log::Segment& segment, std::uint64_t term, const std::vector<std::uint64_t>& filter_terms, bool& skipped,
+               std::size_t& expected, QueryStatistics& statistics);
+
   // Writes index files for sealed segments that have none or a stale one (maintenance).
   Status rebuild_missing(QueryStatistics& statistics);
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
+#include <functional>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -171,6 +173,27 @@ class QueryRun {
                     const std::function<bool(const MessageView&)>& visit);
   Status fetch_postings(log::Segment& segment, const std::vector<Posting>& postings, Offset low, Offset high);
   Status read_batch(const log::Segment& segment, std::uint64_t position);
+  // Index plans: segments looked up ahead of the one being read (see indexed_partition).
+  struct PlannedSegment {
+    enum class Outcome : std::uint8_t { skipped_by_range, skipped_by_filter, read } outcome = Outcome::read;
+    std::shared_ptr<log::Segment> segment;
+    Offset low = 0;
+    Offset high = 0;
+    std::size_t expected = 0;  // the probe's posting count (0: not known)
+    bool postings_read = false;
+    std::vector<Posting> postings;
+    std::size_t advise_from = 0;  // in read order
+    std::uint32_t last_advised_position = UINT32_MAX;
+    std::size_t advised_candidates = 0;  // candidates within [low, high) whose batches were advised
+    std::size_t advised_batches = 0;
+  };
+  bool outside_range(const log::Segment& segment, Offset segment_low, Offset segment_high) const;
+  Status probe_segment(PartitionIndex& index, const Plan& plan, std::shared_ptr<log::Segment> segment, Offset low, Offset high);
+  Status plan_segment(PartitionIndex& index, const Plan& plan, PlannedSegment& planned);
+  void advise_batches(PlannedSegment& planned, std::size_t wanted);
+  void advise_planned(std::size_t wanted);
+  Status indexed_partition(PartitionIndex& index, const Plan& plan, const std::vector<std::shared_ptr<log::Segment>>& segments,
+                           Offset low, Offset high);
 
   const Query& query_;
   const QueryCallback& callback_;
@@ -186,6 +209,12 @@ class QueryRun {
   std::string batch_buffer_;  // the batch read_batch read, at its start (and maybe more after it)
   std::size_t read_window_bytes_ = 0;
   log::BatchHeader batch_header_;
+  std::deque<PlannedSegment> planned_;
+  std::size_t expected_ahead_ = 0;      // over planned_
+  std::size_t advised_candidates_ = 0;  // over planned_
+  std::size_t advised_batches_ = 0;
+  bool cold_ = false;  // a batch read of this query missed the page cache
+  std::function<void()> on_cold_read_;
 };
 
 bool QueryRun::offer(const MessageView& message) {
@@ -223,8 +252,21 @@ Status QueryRun::read_batch(const log::Segment& segment, std::uint64_t position)
   const std::size_t available = static_cast<std::size_t>(std::min<std::uint64_t>(end - position, UINT32_MAX));
   const std::size_t window = std::min(available, std::max(read_window_bytes_, log::format::batch_header_bytes));
   if (batch_buffer_.size() < window) batch_buffer_.resize(window);
-  auto got = segment.log_file().read_at(position, batch_buffer_.data(), window);
-  if (!got) return got.status();
+  // Without waiting first: a read that would wait for the disk tells the query the page cache
+  // is cold, and it advises the batches it will read next before waiting for this one.
+  Result<std::size_t> got = std::size_t{0};
+  auto cached = segment.log_file().read_at_if_cached(position, batch_buffer_.data(), window);
+  if (!cached) return cached.status();
+  if (cached->has_value()) {
+    got = **cached;
+  } else {
+    if (!cold_) {
+      cold_ = true;
+      if (on_cold_read_) on_cold_read_();
+    }
+    got = segment.log_file().read_at(position, batch_buffer_.data(), window);
+    if (!got) return got.status();
+  }
   result_.statistics.bytes_read += *got;
   if (*got < log::format::batch_header_bytes ||
       log::check_batch_header(batch_buffer_.data(), available, batch_header_) != log::HeaderCheck::valid) {
@@ -378,35 +420,141 @@ Status QueryRun::partition(const QueryStream& stream, std::uint32_t number, cons
   if (low >= high) return Status::ok();
   std::vector<std::shared_ptr<log::Segment>> segments = log.segments_snapshot();
   if (query_.order == QueryOrder::newest_first) std::reverse(segments.begin(), segments.end());
-  std::vector<Posting> postings;
-  for (const std::shared_ptr<log::Segment>& segment : segments) {
-    if (stopped_) break;
-    ++result_.statistics.segments_considered;
-    const Offset segment_low = std::max(low, segment->base_offset());
-    const Offset segment_high = std::min(high, segment->next_offset());
-    const TimestampMs max_timestamp = segment->max_timestamp_ms();
-    if (segment_low >= segment_high || segment->empty() ||
-        (query_.from_time_ms && max_timestamp != log::no_timestamp && max_timestamp < *query_.from_time_ms)) {
-      ++result_.statistics.segments_skipped_by_range;
-      continue;
-    }
-    if (plan.kind == Plan::Kind::scan) {
+  if (plan.kind == Plan::Kind::scan) {
+    for (const std::shared_ptr<log::Segment>& segment : segments) {
+      if (stopped_) break;
+      ++result_.statistics.segments_considered;
+      const Offset segment_low = std::max(low, segment->base_offset());
+      const Offset segment_high = std::min(high, segment->next_offset());
+      if (outside_range(*segment, segment_low, segment_high)) {
+        ++result_.statistics.segments_skipped_by_range;
+        continue;
+      }
       ++result_.statistics.segments_read;
       MSGSTORE_RETURN_IF_ERROR(scan_segment(*segment, segment_low, segment_high));
-      continue;
     }
-    postings.clear();
-    bool skipped = false;
-    MSGSTORE_RETURN_IF_ERROR(
-        stream.indexes[number]->lookup(*segment, plan.driving_term, plan.filter_terms, postings, skipped, result_.statistics));
-    if (skipped || postings.empty()) {
-      ++result_.statistics.segments_skipped_by_filter;
-      continue;
-    }
-    ++result_.statistics.segments_read;
-    MSGSTORE_RETURN_IF_ERROR(fetch_postings(*segment, postings, segment_low, segment_high));
+    return Status::ok();
+  }
+  return indexed_partition(*stream.indexes[number], plan, segments, low, high);
+}
+
+bool QueryRun::outside_range(const log::Segment& segment, Offset segment_low, Offset segment_high) const {
+  const TimestampMs max_timestamp = segment.max_timestamp_ms();
+  return segment_low >= segment_high || segment.empty() ||
+         (query_.from_time_ms && max_timestamp != log::no_timestamp && max_timestamp < *query_.from_time_ms);
+}
+
+Status QueryRun::probe_segment(PartitionIndex& index, const Plan& plan, std::shared_ptr<log::Segment> segment, Offset low, Offset high) {
+  PlannedSegment& planned = planned_.emplace_back();
+  planned.segment = std::move(segment);
+  planned.low = std::max(low, planned.segment->base_offset());
+  planned.high = std::min(high, planned.segment->next_offset());
+  if (outside_range(*planned.segment, planned.low, planned.high)) {
+    planned.outcome = PlannedSegment::Outcome::skipped_by_range;
+    return Status::ok();
+  }
+  bool skipped = false;
+  MSGSTORE_RETURN_IF_ERROR(index.probe(*planned.segment, plan.driving_term, plan.filter_terms, skipped, planned.expected, result_.statistics));
+  if (skipped) planned.outcome = PlannedSegment::Outcome::skipped_by_filter;
+  expected_ahead_ += planned.expected;
+  return Status::ok();
+}
+
+Status QueryRun::plan_segment(PartitionIndex& index, const Plan& plan, PlannedSegment& planned) {
+  planned.postings_read = true;
+  if (planned.outcome != PlannedSegment::Outcome::read) return Status::ok();
+  bool skipped = false;
+  MSGSTORE_RETURN_IF_ERROR(index.lookup(*planned.segment, plan.driving_term, plan.filter_terms, planned.postings, skipped, result_.statistics));
+  if (skipped || planned.postings.empty()) {
+    planned.outcome = PlannedSegment::Outcome::skipped_by_filter;
+    planned.postings.clear();
   }
   return Status::ok();
+}
+
+void QueryRun::advise_batches(PlannedSegment& planned, std::size_t wanted) {
+  // The candidate batches, in the order they will be read, until `wanted` candidates are
+  // advised ahead (or the batch bound is reached). Only once a read missed the page cache:
+  // advice costs a system call per batch, which a warm lookup would pay for nothing.
+  if (!cold_) return;
+  const bool ascending = query_.order == QueryOrder::oldest_first;
+  const Offset base = planned.segment->base_offset();
+  const std::size_t count = planned.postings.size();
+  std::uint32_t last_position = planned.last_advised_position;
+  for (; planned.advise_from < count; ++planned.advise_from) {
+    if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
+    const Posting& posting = planned.postings[ascending ? planned.advise_from : count - 1 - planned.advise_from];
+    const Offset offset = base + posting.relative_offset;
+    if (offset < planned.low || offset >= planned.high) continue;
+    ++planned.advised_candidates;
+    ++advised_candidates_;
+    if (posting.position == last_position) continue;
+    last_position = posting.position;
+    // The batch's end: bounded by the offset index, or guessed from the last batch this query
+    // read (a longer batch's rest is read when it is reached).
+    const std::optional<std::uint64_t> bound = planned.segment->batch_end_bound(posting.position);
+    const std::uint64_t guess = read_window_bytes_ != 0 ? read_window_bytes_ : limits::query_prefetch_unknown_batch_bytes;
+    const std::uint64_t end = std::min(bound ? *bound : posting.position + guess, posting.position + limits::query_prefetch_batch_bytes_max);
+    if (end > posting.position) planned.segment->log_file().will_need(posting.position, end - posting.position);
+    ++planned.advised_batches;
+    ++advised_batches_;
+  }
+  planned.last_advised_position = last_position;
+}
+
+Status QueryRun::indexed_partition(PartitionIndex& index, const Plan& plan, const std::vector<std::shared_ptr<log::Segment>>& segments,
+                                   Offset low, Offset high) {
+  // Reads from disk overlap instead of waiting for each other (a latest-20 lookup on a cold
+  // page cache makes ~20 batch reads and a posting-run read per segment): segments are probed
+  // ahead of the one being read (term table and filters, in memory) until their postings could
+  // fill the query, their posting runs advised as wanted together; then their postings are
+  // read and the candidate batches advised, also together; then the batches are read in order.
+  // Statistics count a segment when the query reaches it, as without lookahead.
+  planned_.clear();
+  expected_ahead_ = 0;
+  advised_candidates_ = 0;
+  advised_batches_ = 0;
+  std::size_t next = 0;
+  while (!stopped_) {
+    const std::size_t wanted = query_.limit > delivered_ ? query_.limit - delivered_ : 0;
+    while (next < segments.size() &&
+           (planned_.empty() || (expected_ahead_ < wanted && planned_.size() < limits::query_prefetch_segments_max))) {
+      MSGSTORE_RETURN_IF_ERROR(probe_segment(index, plan, segments[next++], low, high));
+    }
+    if (planned_.empty()) break;
+    for (PlannedSegment& planned : planned_) {
+      if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
+      if (!planned.postings_read) MSGSTORE_RETURN_IF_ERROR(plan_segment(index, plan, planned));
+      if (planned.outcome == PlannedSegment::Outcome::read) advise_batches(planned, wanted);
+    }
+    PlannedSegment& planned = planned_.front();
+    if (!planned.postings_read) MSGSTORE_RETURN_IF_ERROR(plan_segment(index, plan, planned));
+    ++result_.statistics.segments_considered;
+    if (planned.outcome == PlannedSegment::Outcome::skipped_by_range) ++result_.statistics.segments_skipped_by_range;
+    if (planned.outcome == PlannedSegment::Outcome::skipped_by_filter) ++result_.statistics.segments_skipped_by_filter;
+    if (planned.outcome == PlannedSegment::Outcome::read) {
+      ++result_.statistics.segments_read;
+      // The first batch read that misses the page cache advises every planned batch (this
+      // segment's too), so the rest are read from disk together.
+      on_cold_read_ = [&] { advise_planned(wanted); };
+      Status fetched = fetch_postings(*planned.segment, planned.postings, planned.low, planned.high);
+      on_cold_read_ = nullptr;
+      MSGSTORE_RETURN_IF_ERROR(fetched);
+    }
+    expected_ahead_ -= planned.expected;
+    advised_candidates_ -= planned.advised_candidates;
+    advised_batches_ -= planned.advised_batches;
+    planned_.pop_front();
+  }
+  planned_.clear();
+  return Status::ok();
+}
+
+void QueryRun::advise_planned(std::size_t wanted) {
+  for (PlannedSegment& planned : planned_) {
+    if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
+    if (planned.postings_read && planned.outcome == PlannedSegment::Outcome::read) advise_batches(planned, wanted);
+  }
 }
 
 void put_field(std::string& out, std::string_view field) {

@@ -419,6 +419,15 @@ class QueryTest : public testing::Test {
     }
   }
 
+  static Query newest_of_key(const std::string& key, std::size_t limit) {
+    Query query;
+    query.stream = "orders";
+    query.key = key;
+    query.order = QueryOrder::newest_first;
+    query.limit = limit;
+    return query;
+  }
+
   Result<QueryResult> run(const Query& query, std::vector<Offset>* offsets = nullptr) {
     return store_->query(query, [&](const QueryMatch& match) {
       if (offsets) offsets->push_back(match.message.offset);
@@ -432,11 +441,7 @@ class QueryTest : public testing::Test {
 
 TEST_F(QueryTest, KeyLookupReadsOnlySegmentsThatHoldTheKey) {
   publish(2000);
-  Query query;
-  query.stream = "orders";
-  query.key = "order-7";
-  query.order = QueryOrder::newest_first;
-  query.limit = 20;
+  Query query = newest_of_key("order-7", 20);
   std::vector<Offset> offsets;
   auto result = run(query, &offsets);
   ASSERT_TRUE(result.is_ok()) << result.status().to_string();
@@ -475,6 +480,70 @@ TEST_F(QueryTest, KeyLookupReadsOnlySegmentsThatHoldTheKey) {
   EXPECT_EQ(after, before);
   EXPECT_EQ(result->statistics.index_files_rebuilt, 0u);
   EXPECT_TRUE(file_system_->exists(index::index_file_path(directory, 0)));
+}
+
+TEST_F(QueryTest, KeyLookupAdvisesItsReadsAheadOnAColdPageCache) {
+  publish(2000);  // one batch per message; segments of 4 KiB hold about 50, one of each key
+  Query query = newest_of_key("order-7", 20);
+  std::vector<Offset> warm;
+  ASSERT_TRUE(run(query, &warm).is_ok());
+  ASSERT_EQ(warm.size(), 20u);
+
+  // Cold: sealed segments are probed until their postings cover the limit (each key has one
+  // message per segment here: 20 segments), each advising its posting run; the first batch
+  // read misses the cache, so the 20 candidate batches are advised too. Nothing beyond.
+  file_system_->set_cold_reads(true);
+  file_system_->reset_counters();
+  std::vector<Offset> offsets;
+  auto result = run(query, &offsets);
+  ASSERT_TRUE(result.is_ok()) << result.status().to_string();
+  EXPECT_EQ(offsets, warm);
+  FaultFileSystem::Counters counters = file_system_->counters();
+  EXPECT_EQ(counters.will_need_hints, 40u);
+  EXPECT_EQ(counters.cold_reads, 20u);
+  // A batch's hint is bounded by the next indexed batch or the segment's end.
+  EXPECT_LE(counters.will_need_bytes, counters.will_need_hints * 4096);
+  // The statistics count only segments the query reached, as without lookahead.
+  EXPECT_EQ(result->statistics.segments_read, 20u);
+  EXPECT_EQ(result->statistics.messages_examined, 20u);
+
+  // Every match (40 in 40 segments): all advised, at most limits::query_prefetch_batches_max
+  // batches at a time.
+  query.limit = 1000;
+  file_system_->reset_counters();
+  offsets.clear();
+  ASSERT_TRUE(run(query, &offsets).is_ok());
+  EXPECT_EQ(offsets.size(), 40u);
+  EXPECT_EQ(file_system_->counters().will_need_hints, 80u);
+
+  // Oldest first, from an offset: the same, in the other direction, only within the range.
+  query.order = QueryOrder::oldest_first;
+  query.from_offset = 1000;
+  query.limit = 5;
+  file_system_->reset_counters();
+  offsets.clear();
+  ASSERT_TRUE(run(query, &offsets).is_ok());
+  ASSERT_EQ(offsets.size(), 5u);
+  EXPECT_EQ(offsets.front(), 1007u);
+  EXPECT_EQ(file_system_->counters().will_need_hints, 10u);
+
+  // A key no segment holds: nothing is read and nothing advised.
+  query.key = "order-none";
+  query.limit = 20;
+  file_system_->reset_counters();
+  ASSERT_TRUE(run(query).is_ok());
+  EXPECT_EQ(file_system_->counters().will_need_hints, 0u);
+
+  // Warm (every read hits the cache): only the posting runs are advised, no batch.
+  file_system_->set_cold_reads(false);
+  query.key = "order-7";
+  query.order = QueryOrder::newest_first;
+  query.from_offset.reset();
+  file_system_->reset_counters();
+  offsets.clear();
+  ASSERT_TRUE(run(query, &offsets).is_ok());
+  EXPECT_EQ(offsets, warm);
+  EXPECT_EQ(file_system_->counters().will_need_hints, 20u);
 }
 
 TEST_F(QueryTest, BadInputIsAClearError) {

@@ -482,6 +482,14 @@ bool SegmentIndexFile::might_contain(std::uint64_t term) const {
   return present && find(term) != nullptr;
 }
 
+std::size_t SegmentIndexFile::expect_postings(std::uint64_t term) const {
+  const TermEntry* entry = find(term);
+  if (entry == nullptr) return 0;
+  file_->will_need(postings_position_ + std::uint64_t{entry->first_posting} * format::posting_bytes,
+                   std::uint64_t{entry->posting_count} * format::posting_bytes);
+  return entry->posting_count;
+}
+
 Status SegmentIndexFile::postings(std::uint64_t term, std::vector<Posting>& out, std::uint64_t& bytes_read) const {
   const TermEntry* entry = find(term);
   if (entry == nullptr) return Status::ok();

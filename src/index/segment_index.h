@@ -137,6 +137,9 @@ class SegmentIndexFile {
   std::uint64_t memory_bytes() const { return bloom_.size() * sizeof(std::uint64_t) + terms_.size() * sizeof(TermEntry); }
   // False if no posting of `term` is in this segment (the bloom filter and the term table).
   bool might_contain(std::uint64_t term) const;
+  // How many postings `term` has here (0 if none), advising its posting run as wanted so that
+  // the read postings() makes next can overlap other reads.
+  std::size_t expect_postings(std::uint64_t term) const;
   // Appends the postings of `term` to `out`, ascending. corruption if the run is damaged.
   Status postings(std::uint64_t term, std::vector<Posting>& out, std::uint64_t& bytes_read) const;
 

@@ -128,6 +128,7 @@ struct FaultFileSystem::State {
   std::array<std::uint64_t, operation_kinds> fail_countdown{};  // 0: no pending failure
   std::uint64_t quota_bytes = 0;
   Counters counters;
+  bool cold_reads = false;
 
   ~State() { break_directory_cycles({}); }
 
@@ -371,6 +372,26 @@ class FaultFile final : public File {
     const std::size_t count = std::min<std::uint64_t>(size, current.size() - offset);
     current.copy(static_cast<char*>(buffer), count, offset);
     return count;
+  }
+
+  Result<std::optional<std::size_t>> read_at_if_cached(std::uint64_t offset, void* buffer, std::size_t size) const override {
+    {
+      std::lock_guard guard(state_->mutex);
+      if (state_->cold_reads) {
+        ++state_->counters.cold_reads;
+        return std::optional<std::size_t>();
+      }
+    }
+    auto got = read_at(offset, buffer, size);
+    if (!got) return got.status();
+    return std::optional<std::size_t>(*got);
+  }
+
+  void will_need(std::uint64_t offset, std::uint64_t size) const override {
+    (void)offset;
+    std::lock_guard guard(state_->mutex);
+    ++state_->counters.will_need_hints;
+    state_->counters.will_need_bytes += size;
   }
 
   Status sync_data() override { return sync_contents("fdatasync"); }
@@ -672,6 +693,11 @@ std::uint64_t FaultFileSystem::used_bytes() const {
 FaultFileSystem::Counters FaultFileSystem::counters() const {
   std::lock_guard guard(state_->mutex);
   return state_->counters;
+}
+
+void FaultFileSystem::set_cold_reads(bool cold) {
+  std::lock_guard guard(state_->mutex);
+  state_->cold_reads = cold;
 }
 
 void FaultFileSystem::reset_counters() {

@@ -87,6 +87,9 @@ class FaultFileSystem final : public FileSystem {
     std::uint64_t renames = 0;
     std::uint64_t truncates = 0;
     std::uint64_t power_losses = 0;  // simulate_power_loss plus simulate_process_crash
+    std::uint64_t will_need_hints = 0;  // File::will_need calls (advice only: no effect on data)
+    std::uint64_t will_need_bytes = 0;
+    std::uint64_t cold_reads = 0;  // File::read_at_if_cached calls answered "not in memory"
   };
 
   // A file is refused (io_error, EFBIG) beyond this size: it bounds memory when a caller
@@ -130,6 +133,9 @@ class FaultFileSystem final : public FileSystem {
 
   Counters counters() const;
   void reset_counters();
+  // File::read_at_if_cached answers "not in memory" while this is set (a cold page cache),
+  // and reads like read_at otherwise (the default: everything is in memory).
+  void set_cold_reads(bool cold);
 
   // Test access by path; nullopt (or io_error) when no file is named `path` now.
   std::optional<std::string> current_contents(const std::filesystem::path& path) const;

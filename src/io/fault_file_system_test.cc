@@ -1,8 +1,10 @@
 #include "io/fault_file_system.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -69,6 +71,58 @@ TEST(FaultFileSystem, WriteReadRoundTrip) {
   EXPECT_EQ(file_system.current_contents("/data/a"), std::string("hel\0\0", 5));
   EXPECT_EQ(file_system.current_contents("data/./a"), std::string("hel\0\0", 5));  // relative = from root
   EXPECT_FALSE(file_system.current_contents("/data/missing").has_value());
+}
+
+TEST(FaultFileSystem, CachedReadsAndAdviceChangeNoData) {
+  FaultFileSystem file_system;
+  auto file = file_system.open("/f", OpenMode::create).value();
+  ASSERT_TRUE(file->write_at(0, "abcdef", 6).is_ok());
+  char buffer[6] = {};
+  // Warm (the default): read_at_if_cached reads like read_at.
+  auto cached = file->read_at_if_cached(1, buffer, 4);
+  ASSERT_TRUE(cached.is_ok());
+  ASSERT_TRUE(cached->has_value());
+  EXPECT_EQ(**cached, 4u);
+  EXPECT_EQ(std::string(buffer, 4), "bcde");
+  // Cold: nothing, counted; read_at still reads.
+  file_system.set_cold_reads(true);
+  cached = file->read_at_if_cached(0, buffer, 6);
+  ASSERT_TRUE(cached.is_ok());
+  EXPECT_FALSE(cached->has_value());
+  EXPECT_EQ(file_system.counters().cold_reads, 1u);
+  EXPECT_EQ(file->read_at(0, buffer, 6).value(), 6u);
+  EXPECT_EQ(std::string(buffer, 6), "abcdef");
+  // Advice is counted and changes nothing.
+  file->will_need(0, 6);
+  EXPECT_EQ(file_system.counters().will_need_hints, 1u);
+  EXPECT_EQ(file_system.counters().will_need_bytes, 6u);
+  EXPECT_EQ(file->size().value(), 6u);
+}
+
+TEST(PosixFileSystem, CachedReadsAndAdvice) {
+  const auto directory = std::filesystem::temp_directory_path() / ("msgstore-posix-cached-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  {
+    auto file = posix_file_system()->open(directory / "f", OpenMode::create).value();
+    const std::string bytes(8192, 'x');
+    ASSERT_TRUE(file->write_at(0, bytes.data(), bytes.size()).is_ok());
+    file->will_need(0, bytes.size());
+    std::string back(8192, '\0');
+    // Just written: in the page cache, so the read does not wait (or, on a file system without
+    // RWF_NOWAIT, answers nothing and the caller reads normally). Never wrong bytes.
+    auto cached = file->read_at_if_cached(0, back.data(), back.size());
+    ASSERT_TRUE(cached.is_ok()) << cached.status().to_string();
+    if (cached->has_value()) {
+      EXPECT_EQ(**cached, bytes.size());
+      EXPECT_EQ(back, bytes);
+    }
+    // Past the end: a short read is reported as nothing, not as data.
+    cached = file->read_at_if_cached(4096, back.data(), back.size());
+    ASSERT_TRUE(cached.is_ok());
+    EXPECT_FALSE(cached->has_value());
+  }
+  std::filesystem::remove_all(directory);
 }
 
 TEST(FaultFileSystem, OpenModesAndMissingDirectories) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,6 +50,27 @@ class PosixFile final : public File {
       total += static_cast<std::size_t>(got);
     }
     return total;
+  }
+
+  Result<std::optional<std::size_t>> read_at_if_cached(std::uint64_t offset, void* buffer, std::size_t size) const override {
+    struct iovec vector {buffer, size};
+    while (true) {
+      const ssize_t got = ::preadv2(descriptor_, &vector, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+      if (got >= 0) {
+        // A short read is the end of the file or a part in memory: the caller reads again.
+        if (static_cast<std::size_t>(got) == size) return std::optional<std::size_t>(size);
+        return std::optional<std::size_t>();
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS) return std::optional<std::size_t>();
+      return io::status_from_errno(errno, "read", path_);
+    }
+  }
+
+  void will_need(std::uint64_t offset, std::uint64_t size) const override {
+    // Starts reading the pages in the background; the readahead of a later pread would read
+    // only after it misses, one range at a time. Advice: a failure changes nothing.
+    (void)::posix_fadvise(descriptor_, static_cast<off_t>(offset), static_cast<off_t>(size), POSIX_FADV_WILLNEED);
   }
 
   Status sync_data() override {

@@ -612,6 +612,16 @@ std::uint64_t Segment::position_for_offset(Offset target) const {
   return std::prev(after)->position;
 }
 
+std::optional<std::uint64_t> Segment::batch_end_bound(std::uint64_t position) const {
+  if (!indexes_loaded()) return std::nullopt;
+  const std::uint64_t end = readable_bytes();
+  std::shared_lock lock(index_mutex_);
+  auto after = std::upper_bound(offset_index_.begin(), offset_index_.end(), position,
+                                [](std::uint64_t value, const OffsetIndexEntry& entry) { return value < entry.position; });
+  if (after == offset_index_.end()) return end;
+  return std::min<std::uint64_t>(after->position, end);
+}
+
 std::uint64_t Segment::position_for_time(TimestampMs time_ms) const {
   Offset start_relative = 0;
   {

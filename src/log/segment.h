@@ -178,6 +178,10 @@ class Segment {
   // Position from which a forward scan finds the first record with timestamp >= time_ms.
   std::uint64_t position_for_time(TimestampMs time_ms) const;
   std::size_t index_entry_count() const;
+  // The latest the batch starting at `position` can end: the next indexed batch's position, or
+  // the end of the readable log when none is indexed after it. Nothing while the indexes of a
+  // sealed segment are not loaded (see ensure_indexes).
+  std::optional<std::uint64_t> batch_end_bound(std::uint64_t position) const;
   std::vector<OffsetIndexEntry> offset_index_snapshot() const;
   std::vector<TimeIndexEntry> time_index_snapshot() const;
 
