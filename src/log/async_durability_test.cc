@@ -159,6 +159,29 @@ TEST(AsyncDurability, FailedSyncFailsEveryWaiterAndIsSticky) {
   EXPECT_EQ(completions.failed(), 3u);
 }
 
+TEST(AsyncDurability, AWaiterAfterAFailedWriteGetsThatWritesError) {
+  FaultFileSystem file_system;
+  auto threads = std::make_shared<SyncThreads>(1);
+  auto log = open_shared(file_system, threads);
+  ASSERT_TRUE(log);
+  std::mt19937_64 random(5);
+  const Offset first = append_deferred(*log, random, 0);  // written, not yet synced
+  ASSERT_GT(first, 0u);
+  file_system.fail_after(FaultFileSystem::Operation::write, 1);
+  Status refused;
+  EXPECT_EQ(append_deferred(*log, random, 1, &refused), 0u);
+  ASSERT_EQ(refused.code(), ErrorCode::log_failed);
+  // The waiter is not acknowledged, and its error says why the log stopped.
+  Completions completions;
+  log->when_durable(first, completions.callback(log.get(), first));
+  ASSERT_TRUE(completions.wait_for(1));
+  EXPECT_EQ(completions.failed(), 1u);
+  const Status failure = completions.last_failure();
+  EXPECT_EQ(failure.code(), ErrorCode::log_failed);
+  EXPECT_NE(failure.message().find("(injected fault)"), std::string::npos) << failure.to_string();
+  EXPECT_EQ(log->high_watermark(), 0u);
+}
+
 TEST(AsyncDurability, CloseAnswersWaitersTheSyncThreadsHaveNotReached) {
   FaultFileSystem file_system;
   // A waiter registered just before close: close syncs and answers it, unless the sync pass

@@ -384,7 +384,11 @@ Status PartitionLog::recover(RecoveryReport& report) {
 Status PartitionLog::fail(Status status) {
   // Fail-stop: after a write or sync error the state of the file is unknown (Linux may have
   // dropped dirty pages), so nothing more is written or acknowledged until a restart recovers.
-  if (!failed_.exchange(true)) failure_ = status;
+  if (!failed_.exchange(true)) {
+    failure_ = status;
+    std::lock_guard lock(sync_mutex_);  // after append_mutex_ (held here), as everywhere
+    stop_reason_ = status.message();
+  }
   return Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover): " + status.message());
 }
 
@@ -598,7 +602,9 @@ void PartitionLog::complete_durable_waiters(std::unique_lock<std::mutex>& lock, 
   if (!sync_failure_.is_ok()) {
     failure = Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + sync_failure_.message());
   } else if (failed_.load()) {
-    failure = Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover)");
+    // stop_reason_ is set just after failed_; a waiter decided in between gets no reason.
+    failure = Status(ErrorCode::log_failed, label_ + ": log stopped after an I/O error (restart to recover)" +
+                                                (stop_reason_.empty() ? std::string() : ": " + stop_reason_));
   } else {
     failure = undecided;
   }

@@ -243,6 +243,7 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
   bool sync_in_progress_ = false;
   Offset durable_offset_ = 0;       // guarded by sync_mutex_
   Status sync_failure_;             // guarded by sync_mutex_
+  std::string stop_reason_;         // guarded by sync_mutex_: failure_'s message, for durable waiters
   std::atomic<TimestampMs> last_sync_ms_{0};
   // Asynchronous durability (when_durable).
   struct DurableWaiter {
