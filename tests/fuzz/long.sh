@@ -25,6 +25,12 @@ budget="${FUZZ_BUDGET:-wall}"
 input_timeout="${FUZZ_TIMEOUT:-10}"
 scheduler=()
 if [ "${FUZZ_IDLE:-0}" = 1 ]; then scheduler=(chrt --idle 0); fi
+# Scheduler autogroups (CONFIG_SCHED_AUTOGROUP, on in Debian's kernels): nice and SCHED_IDLE
+# order tasks only within their group, and each session (a terminal, a setsid) is a group that
+# gets an equal share of the CPU against every other group. Without this, two "nice 19" fuzzers
+# started from their own session took half of both cores from a CI run in another session.
+# The group is the calling session's: start this script in a terminal or session of its own.
+if [ -w /proc/self/autogroup ]; then echo "$niceness" >/proc/self/autogroup 2>/dev/null || true; fi
 case "$budget" in wall|cpu) ;; *) echo "fuzz-long: FUZZ_BUDGET must be wall or cpu" >&2; exit 2 ;; esac
 clock_ticks=$(getconf CLK_TCK)
 build=build/fuzz
