@@ -190,8 +190,10 @@ class QueryRun {
   bool outside_range(const log::Segment& segment, Offset segment_low, Offset segment_high) const;
   Status probe_segment(PartitionIndex& index, const Plan& plan, std::shared_ptr<log::Segment> segment, Offset low, Offset high);
   Status plan_segment(PartitionIndex& index, const Plan& plan, PlannedSegment& planned);
-  void advise_batches(PlannedSegment& planned, std::size_t wanted);
-  void advise_planned(std::size_t wanted);
+  // Candidates the query may still deliver.
+  std::size_t wanted() const { return query_.limit > delivered_ ? query_.limit - delivered_ : 0; }
+  void advise_batches(PlannedSegment& planned);
+  void advise_planned();
   Status indexed_partition(PartitionIndex& index, const Plan& plan, const std::vector<std::shared_ptr<log::Segment>>& segments,
                            Offset low, Offset high);
 
@@ -214,7 +216,6 @@ class QueryRun {
   std::size_t advised_candidates_ = 0;  // over planned_
   std::size_t advised_batches_ = 0;
   bool cold_ = false;  // a batch read of this query missed the page cache
-  std::function<void()> on_cold_read_;
 };
 
 bool QueryRun::offer(const MessageView& message) {
@@ -261,8 +262,10 @@ Status QueryRun::read_batch(const log::Segment& segment, std::uint64_t position)
     got = **cached;
   } else {
     if (!cold_) {
+      // The first miss: advise every planned batch (the current segment's too, it is still
+      // planned_.front()), so the rest are read from disk together.
       cold_ = true;
-      if (on_cold_read_) on_cold_read_();
+      advise_planned();
     }
     got = segment.log_file().read_at(position, batch_buffer_.data(), window);
     if (!got) return got.status();
@@ -472,15 +475,15 @@ Status QueryRun::plan_segment(PartitionIndex& index, const Plan& plan, PlannedSe
   return Status::ok();
 }
 
-void QueryRun::advise_batches(PlannedSegment& planned, std::size_t wanted) {
+void QueryRun::advise_batches(PlannedSegment& planned) {
   // The candidate batches, in the order they will be read, until `wanted` candidates are
-  // advised ahead (or the batch bound is reached). Only once a read missed the page cache:
-  // advice costs a system call per batch, which a warm lookup would pay for nothing.
-  if (!cold_) return;
+  // advised ahead (or the batch bound is reached). Only once a read missed the page cache
+  // (advise_planned).
   const bool ascending = query_.order == QueryOrder::oldest_first;
   const Offset base = planned.segment->base_offset();
   const std::size_t count = planned.postings.size();
   std::uint32_t last_position = planned.last_advised_position;
+  const std::size_t wanted = this->wanted();
   for (; planned.advise_from < count; ++planned.advise_from) {
     if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
     const Posting& posting = planned.postings[ascending ? planned.advise_from : count - 1 - planned.advise_from];
@@ -516,30 +519,24 @@ Status QueryRun::indexed_partition(PartitionIndex& index, const Plan& plan, cons
   advised_batches_ = 0;
   std::size_t next = 0;
   while (!stopped_) {
-    const std::size_t wanted = query_.limit > delivered_ ? query_.limit - delivered_ : 0;
     while (next < segments.size() &&
-           (planned_.empty() || (expected_ahead_ < wanted && planned_.size() < limits::query_prefetch_segments_max))) {
+           (planned_.empty() || (expected_ahead_ < wanted() && planned_.size() < limits::query_prefetch_segments_max))) {
       MSGSTORE_RETURN_IF_ERROR(probe_segment(index, plan, segments[next++], low, high));
     }
     if (planned_.empty()) break;
+    // The probes advised their posting runs together: read them all now (each probed segment
+    // is read unless the query stops first), then advise their batches if the cache is cold.
     for (PlannedSegment& planned : planned_) {
-      if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
       if (!planned.postings_read) MSGSTORE_RETURN_IF_ERROR(plan_segment(index, plan, planned));
-      if (planned.outcome == PlannedSegment::Outcome::read) advise_batches(planned, wanted);
     }
+    advise_planned();
     PlannedSegment& planned = planned_.front();
-    if (!planned.postings_read) MSGSTORE_RETURN_IF_ERROR(plan_segment(index, plan, planned));
     ++result_.statistics.segments_considered;
     if (planned.outcome == PlannedSegment::Outcome::skipped_by_range) ++result_.statistics.segments_skipped_by_range;
     if (planned.outcome == PlannedSegment::Outcome::skipped_by_filter) ++result_.statistics.segments_skipped_by_filter;
     if (planned.outcome == PlannedSegment::Outcome::read) {
       ++result_.statistics.segments_read;
-      // The first batch read that misses the page cache advises every planned batch (this
-      // segment's too), so the rest are read from disk together.
-      on_cold_read_ = [&] { advise_planned(wanted); };
-      Status fetched = fetch_postings(*planned.segment, planned.postings, planned.low, planned.high);
-      on_cold_read_ = nullptr;
-      MSGSTORE_RETURN_IF_ERROR(fetched);
+      MSGSTORE_RETURN_IF_ERROR(fetch_postings(*planned.segment, planned.postings, planned.low, planned.high));
     }
     expected_ahead_ -= planned.expected;
     advised_candidates_ -= planned.advised_candidates;
@@ -550,10 +547,11 @@ Status QueryRun::indexed_partition(PartitionIndex& index, const Plan& plan, cons
   return Status::ok();
 }
 
-void QueryRun::advise_planned(std::size_t wanted) {
+void QueryRun::advise_planned() {
+  if (!cold_) return;  // advice costs a system call per batch, which a warm lookup would pay for nothing
   for (PlannedSegment& planned : planned_) {
-    if (advised_candidates_ >= wanted || advised_batches_ >= limits::query_prefetch_batches_max) break;
-    if (planned.postings_read && planned.outcome == PlannedSegment::Outcome::read) advise_batches(planned, wanted);
+    if (advised_candidates_ >= wanted() || advised_batches_ >= limits::query_prefetch_batches_max) break;
+    if (planned.postings_read && planned.outcome == PlannedSegment::Outcome::read) advise_batches(planned);
   }
 }
 
