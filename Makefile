@@ -42,9 +42,10 @@ asan: deps
 # driven end to end) under ThreadSanitizer; any report fails the run (halt_on_error).
 tsan: deps
 	cmake --preset tsan >/dev/null
-	cmake --build --preset tsan --target store_test log_test server_test msgstore
+	cmake --build --preset tsan --target store_test log_test index_test server_test msgstore
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/log_test --gtest_brief=1
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/store_test --gtest_brief=1
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/index_test --gtest_brief=1
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/src/server_test --gtest_brief=1
 	# The server's end-to-end suite (release test driver) against the ThreadSanitizer server binary.
 	cmake --build --preset $(PRESET) --target server_e2e_test

@@ -97,5 +97,14 @@ inline constexpr std::uint64_t query_prefetch_batch_bytes_max = 256 * 1024;
 // per partition, least recently used dropped first. About 3.8 MiB per segment of 156k messages
 // with four terms each, so the newest ~16 such segments of a partition stay parsed.
 inline constexpr std::uint64_t message_index_cache_bytes_max = 64ull * 1024 * 1024;
+// Appended batches wait in a per-partition queue for the store's index thread (copies of their
+// bytes): the thread is woken once this many bytes wait, and past the maximum the publisher
+// indexes them itself (so a lagging index thread slows publishers instead of growing memory).
+// Queries and segment seals index whatever waits first, so waiting never hides a message.
+inline constexpr std::uint64_t index_queue_wake_bytes = 64 * 1024;
+inline constexpr std::uint64_t index_queue_bytes_max = 1024 * 1024;
+// A sealed segment's index file is encoded and written by the index thread too; past this many
+// waiting, the publisher sealing the next segment writes them itself.
+inline constexpr std::size_t index_pending_seals_max = 2;
 
 }  // namespace msgstore::limits

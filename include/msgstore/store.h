@@ -49,6 +49,10 @@ struct StoreOptions {
   // Threads that run the fdatasync calls of publish_async (fsync=always). Partitions sync in
   // parallel up to this count; the publishers of one partition share each fdatasync.
   std::uint32_t sync_threads = 4;
+  // Threads that index appended messages (key, subject and header indexes) off the publishing
+  // thread, shared by every partition; 0 = each publisher indexes its own batches before
+  // append returns. Either way a query sees every message published before it started.
+  std::uint32_t index_threads = 1;
   // fsync=always streams: how far ahead of the data the active segment is extended with zeros,
   // so that the fdatasync after an append overwrites blocks the file already has and commits no
   // metadata (about 40% less time per fdatasync on ext4, docs/performance.md). The zeros are

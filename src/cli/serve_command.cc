@@ -51,6 +51,7 @@ int run_serve(CLI::App& root, const GlobalOptions& global, const ServeFlags& fla
   StoreOptions store_options;
   store_options.create_if_missing = true;
   store_options.sync_threads = config.sync_threads;
+  store_options.index_threads = config.index_threads;
   store_options.preallocation_bytes = config.preallocation_bytes;
   auto store = Store::open(config.data_directory, store_options);
   if (!store) {

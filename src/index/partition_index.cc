@@ -61,11 +61,18 @@ Status PartitionIndex::write_index_file(const std::filesystem::path& path, std::
 
 PartitionIndex::PartitionIndex(FileSystem& file_system, log::PartitionLog& log, IndexConfiguration configuration,
                                std::uint64_t cache_bytes_max)
-    : file_system_(file_system), log_(log), configuration_(std::move(configuration)), cache_bytes_max_(cache_bytes_max) {}
+    : file_system_(file_system),
+      log_(log),
+      directory_(log.directory()),
+      configuration_(std::move(configuration)),
+      cache_bytes_max_(cache_bytes_max) {}
 
 Result<std::shared_ptr<PartitionIndex>> PartitionIndex::attach(FileSystem& file_system, log::PartitionLog& log,
-                                                               IndexConfiguration configuration, std::uint64_t cache_bytes_max) {
+                                                               IndexConfiguration configuration, std::uint64_t cache_bytes_max,
+                                                               const std::shared_ptr<log::WorkerThreads>& index_threads) {
   std::shared_ptr<PartitionIndex> index(new PartitionIndex(file_system, log, std::move(configuration), cache_bytes_max));
+  index->index_threads_ = index_threads;
+  index->queue_batches_ = index_threads != nullptr && index->configuration_.enabled;
   const auto segments = log.segments_snapshot();
   if (!segments.empty()) {
     const auto& active = segments.back();
@@ -96,8 +103,12 @@ Result<std::shared_ptr<PartitionIndex>> PartitionIndex::attach(FileSystem& file_
 
 void PartitionIndex::set_configuration(IndexConfiguration configuration) {
   std::lock_guard lock(mutex_);
+  drain_locked();
   if (configuration.enabled == configuration_.enabled && configuration.fingerprint == configuration_.fingerprint) return;
   configuration_ = std::move(configuration);
+  // A batch queued after this under the old setting is indexed under the new one, as if it
+  // had been appended after this call (it is: the queue is drained in append order).
+  queue_batches_ = !index_threads_.expired() && configuration_.enabled;
   sealed_cache_.clear();
   sealed_cache_bytes_ = 0;
   backfill_.clear();
@@ -114,10 +125,76 @@ IndexConfiguration PartitionIndex::configuration() const {
 
 void PartitionIndex::on_batch_appended(const log::Segment& segment, std::uint64_t position, std::string_view batch,
                                        const log::BatchHeader& header) {
+  bool wake = false;
+  if (queue_batches_.load(std::memory_order_relaxed) && try_queue(segment.base_offset(), position, batch, header, wake)) {
+    if (!wake) return;
+    if (auto threads = index_threads_.lock()) {
+      threads->schedule(shared_from_this());
+      return;
+    }
+    // The index threads are gone (the store is closing): index here, and from now on inline.
+    queue_batches_ = false;
+    std::lock_guard lock(mutex_);
+    drain_locked();
+    return;
+  }
+  // Inline: indexes off, no index threads, or the queue is full (the publisher catches up).
   std::lock_guard lock(mutex_);
-  if (segment.base_offset() != active_base_) {
+  drain_locked();
+  index_batch_locked(segment.base_offset(), position, batch.data(), header);
+}
+
+bool PartitionIndex::try_queue(Offset segment_base, std::uint64_t position, std::string_view batch,
+                               const log::BatchHeader& header, bool& wake) {
+  std::lock_guard queue_lock(queue_mutex_);
+  if (queued_bytes_.size() + batch.size() > limits::index_queue_bytes_max) return false;
+  queued_.push_back(QueuedBatch{segment_base, position, header, queued_bytes_.size()});
+  queued_bytes_.append(batch);
+  if (!drain_scheduled_ && queued_bytes_.size() >= limits::index_queue_wake_bytes) wake = drain_scheduled_ = true;
+  return true;
+}
+
+bool PartitionIndex::drain_locked() {
+  {
+    std::lock_guard queue_lock(queue_mutex_);
+    if (queued_.empty()) return false;
+    queued_.swap(draining_);
+    queued_bytes_.swap(draining_bytes_);
+  }
+  for (const QueuedBatch& queued : draining_) {
+    index_batch_locked(queued.segment_base, queued.position, draining_bytes_.data() + queued.begin, queued.header);
+  }
+  draining_.clear();
+  draining_bytes_.clear();
+  // A burst (the queue grew towards its maximum) does not keep its buffer for good.
+  if (draining_bytes_.capacity() > 4 * limits::index_queue_wake_bytes) std::string().swap(draining_bytes_);
+  return true;
+}
+
+void PartitionIndex::run_background_job() {
+  for (;;) {
+    finish_pending_seals();
+    std::lock_guard lock(mutex_);
+    if (drain_locked() || !pending_seals_.empty()) continue;
+    // Nothing waits. Decided under queue_mutex_ (and mutex_ for the seals), so the next batch
+    // that reaches the wake size, or the next seal, schedules a new run.
+    std::lock_guard queue_lock(queue_mutex_);
+    if (!queued_.empty()) continue;
+    drain_scheduled_ = false;
+    return;
+  }
+}
+
+std::uint64_t PartitionIndex::queued_bytes() const {
+  std::lock_guard queue_lock(queue_mutex_);
+  return queued_bytes_.size();
+}
+
+void PartitionIndex::index_batch_locked(Offset segment_base, std::uint64_t position, const char* batch,
+                                        const log::BatchHeader& header) {
+  if (segment_base != active_base_) {
     // The first batch of a new segment (the previous one was sealed).
-    active_base_ = segment.base_offset();
+    active_base_ = segment_base;
     live_from_ = header.base_offset;
     backfilled_ = live_from_ == active_base_;
     backfill_.clear();
@@ -126,7 +203,7 @@ void PartitionIndex::on_batch_appended(const log::Segment& segment, std::uint64_
   }
   active_next_offset_ = header.next_offset();
   if (!configuration_.enabled) return;
-  Status added = live_.add_batch(configuration_, active_base_, position, batch.data(), header, decoder_);
+  Status added = live_.add_batch(configuration_, active_base_, position, batch, header, decoder_);
   if (!added.is_ok()) {
     // Cannot happen for a batch this process just built; if it does, re-index from the log.
     live_.clear();
@@ -138,29 +215,109 @@ void PartitionIndex::on_batch_appended(const log::Segment& segment, std::uint64_
 }
 
 void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
-  std::lock_guard lock(mutex_);
-  if (segment.base_offset() == active_base_ && configuration_.enabled && backfilled_ && segment.next_offset() > active_base_) {
-    const std::string image = SegmentIndexBuilder::encode({&backfill_, &live_}, active_base_, segment.readable_bytes(),
-                                                          segment.next_offset(), configuration_.fingerprint);
-    // Derived data: if this fails (full disk, I/O error) the file is rebuilt when needed.
-    (void)write_index_file(index_file_path(log_.directory(), active_base_), image);
+  bool too_many_pending = false;
+  {
+    std::lock_guard lock(mutex_);
+    too_many_pending = pending_seals_.size() >= limits::index_pending_seals_max;
   }
-  // The next segment starts where this one ended; its first append resets the builders.
-  backfill_.clear();
-  live_.clear();
-  active_base_ = segment.next_offset();
-  live_from_ = active_base_;
-  active_next_offset_ = active_base_;
-  backfilled_ = true;
-  ++generation_;
+  // The index thread is behind: the publisher writes the oldest files itself (as without one).
+  if (too_many_pending) finish_pending_seals();
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    drain_locked();  // every batch of the segment is in the builders before they are handed on
+    if (segment.base_offset() == active_base_ && configuration_.enabled && backfilled_ && segment.next_offset() > active_base_ &&
+        !closed_) {
+      // The builders go to a pending seal, whose file is written off this thread (the encoding
+      // and the write are most of what indexing costs a publisher); until it is, lookups of the
+      // segment finish it themselves (sealed_index). The next segment gets the spare builders.
+      std::unique_ptr<PendingSeal> seal = spare_builders_ ? std::move(spare_builders_) : std::make_unique<PendingSeal>();
+      std::swap(seal->backfill, backfill_);
+      std::swap(seal->live, live_);
+      seal->base_offset = active_base_;
+      seal->log_bytes = segment.readable_bytes();
+      seal->next_offset = segment.next_offset();
+      seal->fingerprint = configuration_.fingerprint;
+      pending_seals_.push_back(std::move(seal));
+      std::lock_guard queue_lock(queue_mutex_);
+      if (!drain_scheduled_) wake = drain_scheduled_ = true;
+    }
+    // The next segment starts where this one ended; its first append resets the builders.
+    backfill_.clear();
+    live_.clear();
+    active_base_ = segment.next_offset();
+    live_from_ = active_base_;
+    active_next_offset_ = active_base_;
+    backfilled_ = true;
+    ++generation_;
+  }
+  if (!wake) return;
+  if (auto threads = index_threads_.lock()) {
+    threads->schedule(shared_from_this());  // outside mutex_: after stop() it runs the job here
+    return;
+  }
+  finish_pending_seals();
+  std::lock_guard lock(mutex_);
+  std::lock_guard queue_lock(queue_mutex_);
+  drain_scheduled_ = false;
+}
+
+void PartitionIndex::finish_pending_seals() {
+  std::lock_guard rebuilding(rebuild_mutex_);
+  finish_pending_seals_rebuild_locked();
+}
+
+void PartitionIndex::finish_pending_seals_rebuild_locked() {
+  for (;;) {
+    std::unique_ptr<PendingSeal> seal;
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_seals_.empty()) return;
+      seal = std::move(pending_seals_.front());
+      pending_seals_.pop_front();
+    }
+    // Until the file is written, a lookup of this segment waits on rebuild_mutex_ (held here),
+    // and retention or a rewrite of it waits too (they drop pending seals under
+    // rebuild_mutex_), so the segment is still there and unchanged.
+    std::string image = SegmentIndexBuilder::encode({&seal->backfill, &seal->live}, seal->base_offset, seal->log_bytes,
+                                                    seal->next_offset, seal->fingerprint);
+    // Derived data: if this fails (full disk, I/O error) the file is rebuilt when needed.
+    // Not cached from memory: the file is read on first use like any other (the cache's
+    // budget counts parsed tables, not whole images).
+    (void)write_index_file(index_file_path(directory_, seal->base_offset), image);
+    seal->backfill.clear();
+    seal->live.clear();
+    std::lock_guard lock(mutex_);
+    if (!spare_builders_) spare_builders_ = std::move(seal);
+  }
+}
+
+void PartitionIndex::close(bool write_pending) {
+  std::lock_guard rebuilding(rebuild_mutex_);
+  if (write_pending) finish_pending_seals_rebuild_locked();
+  std::lock_guard lock(mutex_);
+  pending_seals_.clear();
+  closed_ = true;
+}
+
+void PartitionIndex::drop_pending_seal_locked(Offset segment_base) {
+  for (auto it = pending_seals_.begin(); it != pending_seals_.end(); ++it) {
+    if ((*it)->base_offset == segment_base) {
+      pending_seals_.erase(it);
+      return;
+    }
+  }
 }
 
 void PartitionIndex::on_segment_removed(Offset segment_base) {
   {
+    // Under rebuild_mutex_: a pending seal of the segment being written finishes first.
+    std::lock_guard rebuilding(rebuild_mutex_);
     std::lock_guard lock(mutex_);
+    drop_pending_seal_locked(segment_base);
     cache_erase_locked(segment_base);
   }
-  (void)file_system_.remove(index_file_path(log_.directory(), segment_base));
+  (void)file_system_.remove(index_file_path(directory_, segment_base));
 }
 
 Status PartitionIndex::on_segment_rewriting(Offset segment_base) {
@@ -171,9 +328,10 @@ Status PartitionIndex::on_segment_rewriting(Offset segment_base) {
   std::lock_guard rebuilding(rebuild_mutex_);
   {
     std::lock_guard lock(mutex_);
+    drop_pending_seal_locked(segment_base);
     cache_erase_locked(segment_base);
   }
-  const auto path = index_file_path(log_.directory(), segment_base);
+  const auto path = index_file_path(directory_, segment_base);
   auto temporary = path;
   temporary += ".tmp";
   MSGSTORE_RETURN_IF_ERROR(file_system_.remove(temporary));
@@ -231,6 +389,7 @@ Status PartitionIndex::ensure_active_backfilled(const log::Segment& segment, Que
   std::uint64_t generation;
   {
     std::lock_guard lock(mutex_);
+    drain_locked();
     if (backfilled_ || segment.base_offset() != active_base_) return Status::ok();
     configuration = configuration_;
     live_from = live_from_;
@@ -239,6 +398,7 @@ Status PartitionIndex::ensure_active_backfilled(const log::Segment& segment, Que
   SegmentIndexBuilder builder;
   MSGSTORE_RETURN_IF_ERROR(index_segment_log(segment, live_from, configuration, builder, statistics.bytes_read));
   std::lock_guard lock(mutex_);
+  drain_locked();
   if (generation == generation_ && !backfilled_) {
     backfill_ = std::move(builder);
     backfilled_ = true;
@@ -249,6 +409,7 @@ Status PartitionIndex::ensure_active_backfilled(const log::Segment& segment, Que
 Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log::Segment& segment, QueryStatistics& statistics,
                                                                       bool distrust_file) {
   std::lock_guard rebuilding(rebuild_mutex_);
+  finish_pending_seals_rebuild_locked();  // the file of a segment sealed moments ago, say
   IndexConfiguration configuration;
   {
     std::lock_guard lock(mutex_);
@@ -260,7 +421,7 @@ Result<std::shared_ptr<SegmentIndexFile>> PartitionIndex::sealed_index(const log
     configuration = configuration_;
   }
   const Offset base = segment.base_offset();
-  const auto path = index_file_path(log_.directory(), base);
+  const auto path = index_file_path(directory_, base);
   std::shared_ptr<SegmentIndexFile> loaded;
   if (auto file = distrust_file ? Result<std::unique_ptr<File>>(Status(ErrorCode::corruption, "distrusted"))
                                 : file_system_.open(path, OpenMode::read_only)) {
@@ -307,11 +468,13 @@ Status PartitionIndex::lookup(const log::Segment& segment, std::uint64_t term, c
   bool active = false;
   {
     std::lock_guard lock(mutex_);
+    drain_locked();
     active = segment.base_offset() == active_base_;
   }
   if (active) {
     MSGSTORE_RETURN_IF_ERROR(ensure_active_backfilled(segment, statistics));
     std::lock_guard lock(mutex_);
+    drain_locked();
     if (segment.base_offset() == active_base_ && backfilled_) {
       for (std::uint64_t filter : filter_terms) {
         if (!backfill_.contains(filter) && !live_.contains(filter)) {
@@ -348,6 +511,7 @@ Status PartitionIndex::probe(const log::Segment& segment, std::uint64_t term, co
   expected = 0;
   {
     std::lock_guard lock(mutex_);
+    drain_locked();
     if (segment.base_offset() == active_base_) return Status::ok();  // lookup() decides, from memory
   }
   auto sealed = sealed_index(segment, statistics);

@@ -1,4 +1,4 @@
-// Asynchronous durability (PartitionLog::when_durable, SyncThreads): appends that do not wait
+// Asynchronous durability (PartitionLog::when_durable, WorkerThreads): appends that do not wait
 // for fdatasync are acknowledged only once a sync covered them, share syncs, survive a power
 // loss once acknowledged, and hear of a failed sync or a close.
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include "io/fault_file_system.h"
 #include "log/log_test_support.h"
 #include "log/partition_log.h"
-#include "log/sync_threads.h"
+#include "log/worker_threads.h"
 
 namespace msgstore::log {
 namespace {
@@ -54,7 +54,7 @@ class Completions {
   Status last_failure_;
 };
 
-std::shared_ptr<PartitionLog> open_shared(FaultFileSystem& file_system, std::shared_ptr<SyncThreads> threads) {
+std::shared_ptr<PartitionLog> open_shared(FaultFileSystem& file_system, std::shared_ptr<WorkerThreads> threads) {
   // The partition directory's own entry made durable, as the store does.
   EXPECT_TRUE(file_system.create_directories("/p").is_ok());
   EXPECT_TRUE(file_system.sync_directory("/").is_ok());
@@ -82,7 +82,7 @@ Offset append_deferred(PartitionLog& log, std::mt19937_64& random, std::uint64_t
 
 TEST(AsyncDurability, ConcurrentAppendersShareSyncsAndEveryAcknowledgedBatchSurvivesPowerLoss) {
   FaultFileSystem file_system;
-  auto threads = std::make_shared<SyncThreads>(2);
+  auto threads = std::make_shared<WorkerThreads>(2);
   auto log = open_shared(file_system, threads);
   ASSERT_TRUE(log);
   file_system.reset_counters();
@@ -135,7 +135,7 @@ TEST(AsyncDurability, UnsyncedBatchIsNotReadableUntilItsSyncCompletes) {
 
 TEST(AsyncDurability, FailedSyncFailsEveryWaiterAndIsSticky) {
   FaultFileSystem file_system;
-  auto threads = std::make_shared<SyncThreads>(1);
+  auto threads = std::make_shared<WorkerThreads>(1);
   auto log = open_shared(file_system, threads);
   ASSERT_TRUE(log);
   std::mt19937_64 random(4);
@@ -161,7 +161,7 @@ TEST(AsyncDurability, FailedSyncFailsEveryWaiterAndIsSticky) {
 
 TEST(AsyncDurability, AWaiterAfterAFailedWriteGetsThatWritesError) {
   FaultFileSystem file_system;
-  auto threads = std::make_shared<SyncThreads>(1);
+  auto threads = std::make_shared<WorkerThreads>(1);
   auto log = open_shared(file_system, threads);
   ASSERT_TRUE(log);
   std::mt19937_64 random(5);
@@ -186,7 +186,7 @@ TEST(AsyncDurability, CloseAnswersWaitersTheSyncThreadsHaveNotReached) {
   FaultFileSystem file_system;
   // A waiter registered just before close: close syncs and answers it, unless the sync pass
   // got there first; either way it hears ok exactly once.
-  auto threads = std::make_shared<SyncThreads>(1);
+  auto threads = std::make_shared<WorkerThreads>(1);
   auto log = open_shared(file_system, threads);
   ASSERT_TRUE(log);
   std::mt19937_64 random(5);

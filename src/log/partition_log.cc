@@ -1,6 +1,6 @@
 #include "log/partition_log.h"
 
-#include "log/sync_threads.h"
+#include "log/worker_threads.h"
 
 #include <algorithm>
 #include <chrono>
@@ -560,7 +560,7 @@ void PartitionLog::when_durable(Offset end, DurableCallback done) {
     return;
   }
   if (sync_pass_scheduled_) return;  // a pass is scheduled or running: it covers this one
-  std::shared_ptr<SyncThreads> threads = sync_threads_.lock();
+  std::shared_ptr<WorkerThreads> threads = sync_threads_.lock();
   if (!threads) {
     lock.unlock();
     run_sync_pass();

@@ -6,7 +6,7 @@
 // fdatasync that started after its write has returned; one appender at a time runs the sync
 // and every appender whose batch it covers returns with it (group commit). Or, without a
 // blocked thread: append(..., &durable_end) returns after the write and when_durable() runs a
-// completion once a sync pass (log/sync_threads.h) covered the batch. Readers only see
+// completion once a sync pass (log/worker_threads.h) covered the batch. Readers only see
 // offsets below the high watermark, which under `always` is the durable end, so nothing a
 // reader saw can vanish at a power loss.
 //
@@ -29,6 +29,7 @@
 #include "log/record_batch.h"
 #include "log/segment.h"
 #include "log/segment_rewrite.h"
+#include "log/worker_threads.h"
 #include "msgstore/file_system.h"
 #include "msgstore/store.h"
 #include "msgstore/stream.h"
@@ -90,13 +91,11 @@ enum class ScanExpired : bool { skip, include };
 using Clock = std::function<TimestampMs()>;
 TimestampMs system_clock_ms();
 
-class SyncThreads;
-
 // Called once the offsets a when_durable() call waits for are durable (ok), or never will be
 // (log_failed after a sync error, closed). Runs on a sync thread or inline; must be quick.
 using DurableCallback = std::function<void(Status)>;
 
-class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
+class PartitionLog : public std::enable_shared_from_this<PartitionLog>, public BackgroundJob {
  public:
   // `label` names the partition in messages ("orders/0").
   static Result<std::unique_ptr<PartitionLog>> open(FileSystem& file_system, std::filesystem::path directory,
@@ -124,7 +123,7 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
 
   // Calls `done` once every offset below `end` is durable and readable (high watermark
   // published), or with an error once it never will be. Inline when already decided;
-  // otherwise after the next sync pass, run by the SyncThreads set with set_sync_threads (all
+  // otherwise after the next sync pass, run by the WorkerThreads set with set_sync_threads (all
   // waiters registered before a pass starts share its one fdatasync), or on this thread when
   // none are set.
   void when_durable(Offset end, DurableCallback done);
@@ -132,9 +131,10 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
   // std::shared_ptr then). Held weakly: the owner (the store) keeps the threads alive, and a
   // log a sync thread releases last never destroys them on that thread. Once they are gone,
   // when_durable syncs on the calling thread.
-  void set_sync_threads(const std::shared_ptr<SyncThreads>& threads) { sync_threads_ = threads; }
-  // One sync pass for the registered when_durable callers (called by SyncThreads).
+  void set_sync_threads(const std::shared_ptr<WorkerThreads>& threads) { sync_threads_ = threads; }
+  // One sync pass for the registered when_durable callers (run_background_job, on a sync thread).
   void run_sync_pass();
+  void run_background_job() override { run_sync_pass(); }
 
   // Calls `visit` for each message from `from` until it returns false, `max_messages` or
   // roughly `max_bytes` are reached, or the high watermark. Returns the next offset to read.
@@ -252,7 +252,7 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog> {
   };
   std::vector<DurableWaiter> durable_waiters_;  // guarded by sync_mutex_
   bool sync_pass_scheduled_ = false;            // a pass is queued or running; guarded by sync_mutex_
-  std::weak_ptr<SyncThreads> sync_threads_;     // set before the log is shared
+  std::weak_ptr<WorkerThreads> sync_threads_;     // set before the log is shared
   std::atomic<Offset> unsynced_from_{0};
 
   std::atomic<Offset> high_watermark_{0};

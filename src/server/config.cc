@@ -124,6 +124,8 @@ const std::vector<Setting>& server_settings() {
                      "Blocking store calls queued or running at once; beyond it requests get 503."),
       number_setting("sync_threads", &ServerConfig::sync_threads,
                      "Threads that run fdatasync for fsync=always publishes; partitions sync in parallel up to this count."),
+      number_setting("index_threads", &ServerConfig::index_threads,
+                     "Threads that index published messages (keys, subjects, headers) off the publishing thread; 0 = publishers index their own."),
       number_setting("preallocation_bytes", &ServerConfig::preallocation_bytes,
                      "Zeros written ahead of fsync=always data, so most fdatasyncs rewrite blocks the file has (no metadata commit); 0 = off."),
       number_setting("max_connections", &ServerConfig::max_connections,

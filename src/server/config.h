@@ -32,6 +32,7 @@ struct ServerConfig {
   // fsync=always data (StoreOptions::preallocation_bytes; 0 = off).
   std::uint32_t sync_threads = 4;
   std::uint64_t preallocation_bytes = 1024 * 1024;
+  std::uint32_t index_threads = 1;  // StoreOptions::index_threads
 
   std::uint32_t max_connections = 1024;
   std::uint64_t request_body_bytes_max = 16 * 1024 * 1024;

@@ -53,7 +53,8 @@ StoreImpl::StoreImpl(std::filesystem::path directory, StoreOptions options)
     : directory_(std::move(directory)),
       options_(std::move(options)),
       file_system_(options_.file_system ? options_.file_system : posix_file_system()),
-      sync_threads_(std::make_shared<log::SyncThreads>(options_.sync_threads)),
+      sync_threads_(std::make_shared<log::WorkerThreads>(options_.sync_threads)),
+      index_threads_(options_.index_threads > 0 ? std::make_shared<log::WorkerThreads>(options_.index_threads) : nullptr),
       streams_(std::make_shared<StreamTable>()) {}
 
 StoreImpl::~StoreImpl() { (void)close(); }
@@ -202,7 +203,8 @@ Status StoreImpl::open_partitions(StreamState& state, std::uint32_t first_partit
     if (!log) return log.status();
     std::shared_ptr<log::PartitionLog> shared = std::move(*log);
     shared->set_sync_threads(sync_threads_);
-    auto index = index::PartitionIndex::attach(*file_system_, *shared, index_configuration_for(state.config));
+    auto index = index::PartitionIndex::attach(*file_system_, *shared, index_configuration_for(state.config),
+                                              limits::message_index_cache_bytes_max, index_threads_);
     if (!index) return index.status();
     state.indexes.push_back(std::move(*index));
     std::weak_ptr<StoreImpl> self = weak_from_this();
@@ -249,7 +251,13 @@ Status StoreImpl::close() {
       if (!closed.is_ok() && result.is_ok()) result = closed;
     }
   }
+  // Index files of segments sealed moments ago are written here, not by the index thread
+  // after the directory lock is released.
+  for (const auto& [name, stream] : *table) {
+    for (const auto& index : stream->indexes) index->close(/*write_pending=*/true);
+  }
   sync_threads_->stop();
+  if (index_threads_) index_threads_->stop();
   lock_.reset();
   return result;
 }
@@ -452,6 +460,7 @@ Status StoreImpl::delete_stream(std::string_view name) {
   updated->erase(std::string(name));
   install_table(updated);
   for (const auto& partition : state->partitions) (void)partition->close();
+  for (const auto& index : state->indexes) index->close(/*write_pending=*/false);
   // Rename into trash (atomic, made durable), then remove; open() finishes an interrupted removal.
   const auto trash = directory_ / trash_directory_name / (std::string(name) + "." + std::to_string(log::system_clock_ms()));
   MSGSTORE_RETURN_IF_ERROR(file_system_->rename(state->directory, trash));

@@ -18,7 +18,7 @@
 
 #include "index/partition_index.h"
 #include "log/partition_log.h"
-#include "log/sync_threads.h"
+#include "log/worker_threads.h"
 #include "store/compaction.h"
 #include "msgstore/file_system.h"
 #include "msgstore/query.h"
@@ -133,7 +133,8 @@ class StoreImpl : public std::enable_shared_from_this<StoreImpl> {
   const std::filesystem::path directory_;
   StoreOptions options_;
   std::shared_ptr<FileSystem> file_system_;
-  std::shared_ptr<log::SyncThreads> sync_threads_;  // runs publish_async's fdatasync calls
+  std::shared_ptr<log::WorkerThreads> sync_threads_;  // runs publish_async's fdatasync calls
+  std::shared_ptr<log::WorkerThreads> index_threads_;  // indexes appended batches (null: on the publishing thread)
   std::unique_ptr<FileLock> lock_;
 
   mutable std::mutex streams_mutex_;          // guards streams_ (the pointer)

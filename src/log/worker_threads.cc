@@ -1,34 +1,32 @@
-#include "log/sync_threads.h"
+#include "log/worker_threads.h"
 
 #include <algorithm>
 
-#include "log/partition_log.h"
-
 namespace msgstore::log {
 
-SyncThreads::SyncThreads(std::uint32_t thread_count) : thread_count_(std::max<std::uint32_t>(thread_count, 1)) {}
+WorkerThreads::WorkerThreads(std::uint32_t thread_count) : thread_count_(std::max<std::uint32_t>(thread_count, 1)) {}
 
-SyncThreads::~SyncThreads() { stop(); }
+WorkerThreads::~WorkerThreads() { stop(); }
 
-void SyncThreads::schedule(std::shared_ptr<PartitionLog> log) {
+void WorkerThreads::schedule(std::shared_ptr<BackgroundJob> job) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      // Started on first use: a store that never publishes asynchronously has no sync threads.
+      // Started on first use: a store that never needs them has no threads.
       if (threads_.empty()) {
         threads_.reserve(thread_count_);
         for (std::uint32_t i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { run(); });
       }
-      queue_.push_back(std::move(log));
+      queue_.push_back(std::move(job));
       wake_.notify_one();
       return;
     }
   }
   // Stopped (the store is closing): nobody else will run it.
-  log->run_sync_pass();
+  job->run_background_job();
 }
 
-void SyncThreads::stop() {
+void WorkerThreads::stop() {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
@@ -40,16 +38,16 @@ void SyncThreads::stop() {
   threads_.clear();
 }
 
-void SyncThreads::run() {
+void WorkerThreads::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
-    std::shared_ptr<PartitionLog> log = std::move(queue_.front());
+    std::shared_ptr<BackgroundJob> job = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    log->run_sync_pass();
-    log.reset();
+    job->run_background_job();
+    job.reset();
     lock.lock();
   }
 }
