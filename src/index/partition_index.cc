@@ -220,7 +220,7 @@ void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
     std::lock_guard lock(mutex_);
     too_many_pending = pending_seals_.size() >= limits::index_pending_seals_max;
   }
-  // The index thread is behind: the publisher writes the oldest files itself (as without one).
+  // The index thread is behind: the publisher writes the waiting files itself (as without one).
   if (too_many_pending) finish_pending_seals();
   bool wake = false;
   {
