@@ -69,9 +69,13 @@ run_target() {
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
     "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1 &
   local fuzzer=$! used=0 interrupted=0
+  # If this watcher ends early (an error under set -e), the fuzzer ends with it: never an
+  # unwatched fuzzer beside the next target.
+  trap "kill -INT $fuzzer 2>/dev/null || true" EXIT
   while kill -0 "$fuzzer" 2>/dev/null; do
     used=$(cpu_seconds_of "$fuzzer"); used=${used:-0}
-    echo "$used" >"$log.cpu"
+    # Progress only: a full disk must not end the watcher (it did once, and the fuzzers ran on).
+    echo "$used" >"$log.cpu" 2>/dev/null || true
     if [ "$budget" = cpu ] && [ "$used" -ge "$seconds" ]; then
       kill -INT "$fuzzer" 2>/dev/null || true  # libFuzzer prints its final stats and exits (72)
       interrupted=1
@@ -82,6 +86,7 @@ run_target() {
   wait "$fuzzer" || status=$?
   # 72 is libFuzzer's exit status after an interrupt; ours (the CPU budget) is not a finding.
   if [ "$interrupted" = 1 ] && [ "$status" = 72 ] && grep -q 'libFuzzer: run interrupted' "$log"; then status=0; fi
+  trap - EXIT
   echo "$status" >"$log.status"
   echo "fuzz-long: $target finished (exit $status)"
 }
