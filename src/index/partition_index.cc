@@ -127,15 +127,7 @@ void PartitionIndex::on_batch_appended(const log::Segment& segment, std::uint64_
                                        const log::BatchHeader& header) {
   bool wake = false;
   if (queue_batches_.load(std::memory_order_relaxed) && try_queue(segment.base_offset(), position, batch, header, wake)) {
-    if (!wake) return;
-    if (auto threads = index_threads_.lock()) {
-      threads->schedule(shared_from_this());
-      return;
-    }
-    // The index threads are gone (the store is closing): index here, and from now on inline.
-    queue_batches_ = false;
-    std::lock_guard lock(mutex_);
-    drain_locked();
+    if (wake) wake_index_thread();
     return;
   }
   // Inline: indexes off, no index threads, or the queue is full (the publisher catches up).
@@ -251,15 +243,19 @@ void PartitionIndex::on_segment_sealed(const log::Segment& segment) {
     backfilled_ = true;
     ++generation_;
   }
-  if (!wake) return;
+  if (wake) wake_index_thread();
+}
+
+void PartitionIndex::wake_index_thread() {
+  // Called with no lock of this index held: after stop(), schedule() runs the job right here.
   if (auto threads = index_threads_.lock()) {
-    threads->schedule(shared_from_this());  // outside mutex_: after stop() it runs the job here
+    threads->schedule(shared_from_this());
     return;
   }
-  finish_pending_seals();
-  std::lock_guard lock(mutex_);
-  std::lock_guard queue_lock(queue_mutex_);
-  drain_scheduled_ = false;
+  // No index threads (inline indexing), or they are gone (the store is closing): do the job
+  // here, and index every later batch inline.
+  queue_batches_ = false;
+  run_background_job();
 }
 
 void PartitionIndex::finish_pending_seals() {

@@ -115,6 +115,8 @@ class PartitionIndex final : public log::LogObserver,
   // batches are indexed inline. Sets `wake` when the index thread should be scheduled.
   bool try_queue(Offset segment_base, std::uint64_t position, std::string_view batch, const log::BatchHeader& header,
                  bool& wake);
+  // Has the index thread run the job once more, or runs it here when there is none.
+  void wake_index_thread();
   // Writes the index files of the pending seals, oldest first.
   // Takes rebuild_mutex_ (the _rebuild_locked form: the caller holds it), then mutex_.
   void finish_pending_seals();
