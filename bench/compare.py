@@ -40,6 +40,9 @@ CLIENTS = REPOSITORY / "bench" / "clients"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ("msgstore", "redis", "nats", "mosquitto", "postgres")
 WANTED: set[str] = set(SYSTEMS)
+# --pin: every server on the last CPU, netbench on the others (taskset), so that the load
+# generator and the server under test stop competing for the same CPUs. Empty: no pinning.
+PIN: dict[str, list[str]] = {}
 
 
 def wanted(system: str) -> bool:
@@ -84,7 +87,7 @@ class Server:
             def preexec():  # noqa: E306
                 os.setgid(account.pw_gid)
                 os.setuid(account.pw_uid)
-        self.process = subprocess.Popen(command, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(PIN.get("server", []) + command, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, preexec_fn=preexec, cwd=scratch)
         Server.running.append(self)
         if not wait_for_port(port, 30):
@@ -346,7 +349,7 @@ def msgstore_stream(port: int, name: str, partitions: int, fsync: str) -> None:
 
 
 def netbench(port: int, protocol: str, seconds: float, **options) -> dict:
-    command = [str(NETBENCH), "--protocol", protocol, "--port", str(port), "--seconds", str(seconds)]
+    command = PIN.get("client", []) + [str(NETBENCH), "--protocol", protocol, "--port", str(port), "--seconds", str(seconds)]
     for key, value in options.items():
         command += ["--" + key.replace("_", "-"), str(value)]
     return run_json(command, seconds + 60)
@@ -787,7 +790,8 @@ def find(summary: list[dict], workload: str, system: str, case_start: str, durab
     return None
 
 
-def goal_rows(summary: list[dict], rows: list[dict], sync_p99: float | None, rtt_p99: float | None) -> list[str]:
+def goal_rows(summary: list[dict], rows: list[dict], sync_p99: float | None, rtt_p99: float | None,
+              ideal_p99: dict) -> list[str]:
     """The server issue's six goals, each a ratio measured in this run (100 B, 1 partition)."""
     lines = ["## Goals of the server (msgstore serve), this run", "",
              "| goal | msgstore | peer or limit | ratio | target | verdict |", "|---|---|---|---|---|---|"]
@@ -821,6 +825,12 @@ def goal_rows(summary: list[dict], rows: list[dict], sync_p99: float | None, rtt
         lines.append(f"| 5. publish p99 at 10,000 msgs/s, fsync always, vs (loopback RTT p99 + fdatasync p99) | "
                      f"{latency['latency_us']['p99']:,.0f} us | {limit:,.0f} us | {ratio:.2f}x | <= 3x | "
                      f"{'met' if ratio <= 3 else 'NOT met'} |")
+        for key, title in (("ideal_group_commit_us", "5 (floor). the ideal group commit at 10,000 requests/s "
+                             "(probe: no network, no server CPU) + RTT p99, same bound"),
+                           ("ideal_group_commit_busy_us", "5 (floor, one CPU busy). the same beside a spinning thread")):
+            if key in ideal_p99:
+                floor = ideal_p99[key] + rtt_p99
+                lines.append(f"| {title} | {floor:,.0f} us | {limit:,.0f} us | {floor / limit:.2f}x | <= 3x | information |")
     else:
         lines.append("| 5. publish p99 at 10,000 msgs/s vs (RTT p99 + fdatasync p99) | - | - | - | <= 3x | not measured |")
     idle_runs = [row for row in rows if row["workload"] == "idle"]
@@ -853,9 +863,13 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
     lines += [f"Machine: {label} ({os.cpu_count()} CPUs). Mode: {plan['mode']}, {plan['rounds']} round(s); every "
               "figure is the median over rounds with the spread (min..max). Durability classes: D1 = acknowledged "
               "after write() (survives kill -9), D2 = acknowledged after fdatasync (survives power loss). Ratios "
-              "compare systems within one class only. The load generator shares the 2 CPUs with the server under "
-              "test. Produced by `make bench` (bench/compare.py).", ""]
+              "compare systems within one class only. " +
+              (f"Pinned (--pin): every server on CPU {PIN['server'][-1]}, netbench on CPU {PIN['client'][-1]} "
+               "(other load tools unpinned). " if PIN else
+               "The load generator shares the CPUs with the server under test. ") +
+              "Produced by `make bench` (bench/compare.py).", ""]
     sync = rtt = None
+    ideal: dict = {}
     if probes:
         sync = statistics.median([probe["fdatasync_us"]["p99"] for probe in probes])
         sync50 = statistics.median([probe["fdatasync_us"]["p50"] for probe in probes])
@@ -864,8 +878,19 @@ def write_report(summary: list[dict], probes: list[dict], plan: dict, label: str
         lines += ["## Physical limits, same run", "",
                   "| figure | p50 | p99 |", "|---|---|---|",
                   f"| fdatasync after a 4 KiB append | {sync50:.0f} us | {sync:.0f} us |",
-                  f"| loopback round trip, 100 B | {rtt50:.1f} us | {rtt:.1f} us |", ""]
-    lines += goal_rows(summary, rows, sync, rtt)
+                  f"| loopback round trip, 100 B | {rtt50:.1f} us | {rtt:.1f} us |"]
+        ideal = {}
+        for key, title in (("ideal_group_commit_us", "ideal group commit at 10,000 requests/s: 100 B per request into "
+                            "preallocated zeros, fdatasync back to back, latency from the due time (bench/net/probe.cc)"),
+                           ("ideal_group_commit_busy_us", "the same beside one thread spinning on the other CPU "
+                            "(as busy as the load generator)")):
+            figures = [probe[key] for probe in probes if key in probe]
+            if figures:
+                ideal[key] = statistics.median([figure["p99"] for figure in figures])
+                lines.append(f"| {title} | {statistics.median([figure['p50'] for figure in figures]):.0f} us | "
+                             f"{ideal[key]:.0f} us |")
+        lines.append("")
+    lines += goal_rows(summary, rows, sync, rtt, ideal)
     for workload, title in (("publish", "Networked publish at maximum rate"),
                             ("latency", "Publish latency at fixed rates (sends scheduled by time)"),
                             ("consume", "Durable consumer fetch + ack, and replay of a backlog"),
@@ -938,7 +963,15 @@ def main() -> int:
     parser.add_argument("--label", default=None, help="machine label for the file name (never a host name)")
     parser.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(WORKLOADS))
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated systems: " + ",".join(SYSTEMS))
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on the last CPU, netbench on the others (taskset); needs 2 CPUs or more")
     arguments = parser.parse_args()
+    if arguments.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or not shutil.which("taskset"):
+            parser.error("--pin needs at least 2 CPUs and taskset (util-linux)")
+        PIN["server"] = ["taskset", "-c", str(cpus[-1])]
+        PIN["client"] = ["taskset", "-c", ",".join(str(cpu) for cpu in cpus[:-1])]
 
     quick = arguments.quick
     plan = {"mode": "quick" if quick else "full", "rounds": arguments.rounds or (1 if quick else 3),
@@ -976,7 +1009,8 @@ def main() -> int:
         for round_index in range(plan["rounds"]):
             log(f"round {round_index + 1} of {plan['rounds']}")
             probe = run_json([str(PROBE), "--dir", str(scratch), "--syncs", "500" if quick else "2000",
-                              "--round-trips", "5000" if quick else "20000"], 300)
+                              "--round-trips", "5000" if quick else "20000", "--group-commit-rate", "10000",
+                              "--group-commit-seconds", str(plan["latency_seconds"])], 300)
             if "error" not in probe:
                 probes.append(probe)
             for name in selected:

@@ -13,10 +13,14 @@ namespace msgstore::bench {
 
 namespace {
 
+// Zeros written ahead of the data by the preallocating loop, one chunk at a time.
+constexpr std::size_t zero_chunk_bytes = 1024 * 1024;
+
 class RawAppendSession final : public PublishSession {
  public:
-  RawAppendSession(const PayloadSource& payloads, std::size_t batch_bytes, std::size_t messages_per_batch)
-      : messages_per_batch_(messages_per_batch) {
+  RawAppendSession(const PayloadSource& payloads, std::size_t batch_bytes, std::size_t messages_per_batch,
+                   std::uint64_t preallocate_bytes)
+      : messages_per_batch_(messages_per_batch), preallocate_bytes_(preallocate_bytes) {
     // The batch bytes: payloads laid end to end, as varied as msgstore's.
     batch_.reserve(batch_bytes);
     for (std::uint64_t index = 0; batch_.size() < batch_bytes; ++index) {
@@ -25,10 +29,13 @@ class RawAppendSession final : public PublishSession {
     }
   }
   ~RawAppendSession() override { (void)close(); }
-  std::string name() const override { return "write+fdatasync"; }
+  std::string name() const override { return preallocate_bytes_ > 0 ? "write+fdatasync, preallocated" : "write+fdatasync"; }
   std::string open(const std::filesystem::path& directory) override {
     const auto path = directory / "raw.log";
-    descriptor_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    // Appending: O_APPEND, every sync commits the new file size too. Preallocating: pwrite at
+    // our own position into zeros written ahead, as msgstore's segments do with fsync=always.
+    const int append = preallocate_bytes_ > 0 ? 0 : O_APPEND;
+    descriptor_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | append | O_CLOEXEC, 0644);
     if (descriptor_ < 0) return std::string("open: ") + std::strerror(errno);
     return {};
   }
@@ -41,17 +48,20 @@ class RawAppendSession final : public PublishSession {
         result.time_bound_hit = true;
         break;
       }
-      std::size_t written = 0;
-      while (written < batch_.size()) {
-        const ssize_t got = ::write(descriptor_, batch_.data() + written, batch_.size() - written);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-          result.error = std::string("write: ") + std::strerror(errno);
-          break;
+      const std::uint64_t end = position_ + batch_.size();
+      if (preallocate_bytes_ > 0 && end > preallocated_end_) {
+        // The same step as Segment::append: zeros from the end of the old ones to a full step
+        // past this batch's end; the sync below commits them and the new size once.
+        const std::uint64_t to = end + preallocate_bytes_;
+        for (std::uint64_t at = std::max(position_, preallocated_end_); at < to && result.ok(); at += zero_chunk_bytes) {
+          result.error = write_all(zeros_.data(), static_cast<std::size_t>(std::min<std::uint64_t>(zero_chunk_bytes, to - at)), at);
         }
-        written += static_cast<std::size_t>(got);
+        if (!result.ok()) break;
+        preallocated_end_ = to;
       }
+      result.error = write_all(batch_.data(), batch_.size(), position_);
       if (!result.ok()) break;
+      position_ = end;
       if (::fdatasync(descriptor_) != 0) {
         result.error = std::string("fdatasync: ") + std::strerror(errno);
         break;
@@ -70,16 +80,35 @@ class RawAppendSession final : public PublishSession {
   }
 
  private:
+  // Writes all of [data, data + size) at `at` (pwrite; write() when appending); an error text or
+  // nothing.
+  std::string write_all(const char* data, std::size_t size, std::uint64_t at) {
+    std::size_t written = 0;
+    while (written < size) {
+      const ssize_t got = preallocate_bytes_ > 0
+                              ? ::pwrite(descriptor_, data + written, size - written, static_cast<off_t>(at + written))
+                              : ::write(descriptor_, data + written, size - written);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return std::string("write: ") + (got < 0 ? std::strerror(errno) : "wrote nothing");
+      written += static_cast<std::size_t>(got);
+    }
+    return {};
+  }
+
   std::size_t messages_per_batch_;
+  std::uint64_t preallocate_bytes_;
   std::string batch_;
+  std::string zeros_ = std::string(zero_chunk_bytes, '\0');
+  std::uint64_t position_ = 0;
+  std::uint64_t preallocated_end_ = 0;
   int descriptor_ = -1;
 };
 
 }  // namespace
 
 std::unique_ptr<PublishSession> make_raw_append_session(const PayloadSource& payloads, std::size_t batch_bytes,
-                                                        std::size_t messages_per_batch) {
-  return std::make_unique<RawAppendSession>(payloads, batch_bytes, messages_per_batch);
+                                                        std::size_t messages_per_batch, std::uint64_t preallocate_bytes) {
+  return std::make_unique<RawAppendSession>(payloads, batch_bytes, messages_per_batch, preallocate_bytes);
 }
 
 SyncLatency probe_sync_latency(const std::filesystem::path& directory, std::size_t samples, double seconds_max) {

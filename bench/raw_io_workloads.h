@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -18,8 +19,12 @@ namespace msgstore::bench {
 // A session for run_interleaved (harness.h): appends `batch_bytes` per batch to one file and
 // syncs after each batch. RunResult::messages counts batches x messages_per_batch, so the rate
 // compares directly with a message rate; slice sizes are in messages too.
+// preallocate_bytes 0: write() with O_APPEND, so every fdatasync also commits a new file size.
+// Otherwise the loop does what msgstore's fsync=always segments do: it keeps up to that many
+// bytes of zeros written ahead of the data and overwrites them, so most syncs commit data
+// blocks only (the cheapest durable commit of the same bytes this file system offers).
 std::unique_ptr<PublishSession> make_raw_append_session(const PayloadSource& payloads, std::size_t batch_bytes,
-                                                        std::size_t messages_per_batch);
+                                                        std::size_t messages_per_batch, std::uint64_t preallocate_bytes);
 
 // fdatasync latency after a 4 KiB append, as the machine shows it right now: the figure that
 // bounds every fsync=always workload and that moves most when the machine is shared.

@@ -73,7 +73,9 @@ TEST(MetadataFile, AtomicWriteIsOldOrNewAfterPowerLossAtEveryStep) {
       EXPECT_TRUE(value == "old" || value == "new") << value;
       // A failed write may or may not have landed (say the rename was done and the directory
       // sync failed); a successful one must have.
-      if (written.is_ok()) EXPECT_EQ(value, "new");
+      if (written.is_ok()) {
+        EXPECT_EQ(value, "new");
+      }
     }
   }
 }

@@ -9,6 +9,11 @@
 # its process has used SECONDS of CPU (user + system, read from /proc), so a run that shares the
 # cores with other work, or is paused (kill -STOP / -CONT) during a benchmark, still gets its full
 # CPU time. The summary always reports the CPU seconds each target used.
+# FUZZ_TIMEOUT (default 10; 1200 with FUZZ_BUDGET=cpu) is libFuzzer's per-input limit in seconds.
+# That timer counts wall time: a fuzzer paused (or starved of CPU) for longer than FUZZ_TIMEOUT
+# reports a false "timeout" and stops. It happened: two targets paused for 60-70 s beside a
+# benchmark with FUZZ_TIMEOUT=60 ended with timeouts whose inputs replay in 0.2 s. Replay every
+# timeout-* reproducer before believing it; keep pauses well under FUZZ_TIMEOUT.
 #
 # Corpora persist and grow in build/fuzz/corpus-<target> (the same directories run.sh uses),
 # seeded from tests/fuzz/corpus/<target> (read only). Reproducers of findings (crash-*, leak-*,
@@ -23,6 +28,7 @@ parallel="${FUZZ_PARALLEL:-2}"
 niceness="${FUZZ_NICE:-10}"
 budget="${FUZZ_BUDGET:-wall}"
 input_timeout="${FUZZ_TIMEOUT:-10}"
+if [ "$budget" = cpu ] && [ -z "${FUZZ_TIMEOUT:-}" ]; then input_timeout=1200; fi
 scheduler=()
 if [ "${FUZZ_IDLE:-0}" = 1 ]; then scheduler=(chrt --idle 0); fi
 # Scheduler autogroups (CONFIG_SCHED_AUTOGROUP, on in Debian's kernels): nice and SCHED_IDLE
