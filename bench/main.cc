@@ -51,6 +51,7 @@ struct Options {
   std::string workloads = "1,2,3,4,5";
   std::string systems = "msgstore,sqlite,raw";  // fewer only for profiling one side
   bool page_cache_warmup = true;
+  bool indexes = false;  // msgstore's key and subject indexes (set_msgstore_indexes)
   std::vector<std::size_t> payload_sizes = {100, 1024};
 };
 
@@ -462,7 +463,13 @@ class Benchmark {
                       (options_.workloads != "1,2,3,4,5" ? " --workloads " + options_.workloads : "") +
                       (options_.systems != "msgstore,sqlite,raw" ? " --systems " + options_.systems : "") +
                       (options_.page_cache_warmup ? "" : " --no-page-cache-warmup") +
+                      (options_.indexes ? " --indexes" : "") +
                       (options_.payload_sizes != std::vector<std::size_t>{100, 1024} ? " --payloads (non-default)" : "");
+    context.notes.push_back(options_.indexes
+                                ? "msgstore's key and subject indexes are on (--indexes), as on a stream by default; "
+                                  "the SQLite table has no index on its key column."
+                                : "msgstore's key and subject indexes are off, like for like with the SQLite table, "
+                                  "which has no key index; --indexes turns them on (goal 5's child keeps them on).");
     context.notes.push_back("Durability classes: D2 = acknowledged after fdatasync; D1 = acknowledged after write() "
                             "(msgstore fsync=never; SQLite synchronous=NORMAL in WAL mode syncs only at checkpoints).");
     context.notes.push_back("Replay (goal 4) reads the data workload 2 just wrote, from the page cache; SQLite's WAL is "
@@ -529,6 +536,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   bool no_warmup = false;
+  app.add_flag("--indexes", options.indexes,
+               "keep msgstore's key and subject indexes on (a stream's default); off by default, like the SQLite "
+               "table, which has no key index");
   app.add_flag("--no-page-cache-warmup", no_warmup, "skip the page cache warm-up before each run (see README.md)");
   try {
     app.parse(argc, argv);
@@ -537,6 +547,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   options.page_cache_warmup = !no_warmup;
+  msgstore::bench::set_msgstore_indexes(options.indexes);
   Benchmark benchmark(options, make_plan(options.quick));
   if (auto problem = benchmark.parse_workloads(); !problem.empty()) {
     std::fprintf(stderr, "%s\n", problem.c_str());

@@ -19,6 +19,8 @@ constexpr std::size_t replay_page_messages = 1000;
 // The replay callback looks at the clock once per this many messages.
 constexpr std::uint64_t replay_clock_check_messages = 4096;
 
+bool indexes_enabled = false;  // set_msgstore_indexes
+
 Result<std::unique_ptr<Store>> open_store_with_stream(const std::filesystem::path& directory, FsyncPolicy fsync) {
   auto store = Store::open(directory);
   if (!store) return store.status();
@@ -27,6 +29,7 @@ Result<std::unique_ptr<Store>> open_store_with_stream(const std::filesystem::pat
   config.subjects = {"bench.>"};
   config.partitions = 1;
   config.fsync = fsync;
+  config.indexes_enabled = indexes_enabled;
   Status created = (*store)->create_stream(config);
   if (!created.is_ok()) return created;
   return store;
@@ -248,6 +251,8 @@ class MsgstoreConcurrentSession final : public PublishSession {
 };
 
 }  // namespace
+
+void set_msgstore_indexes(bool enabled) { indexes_enabled = enabled; }
 
 std::unique_ptr<PublishSession> make_msgstore_batch_session(const PayloadSource& payloads, std::size_t batch_messages,
                                                             FsyncPolicy fsync) {

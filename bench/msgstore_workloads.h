@@ -34,6 +34,12 @@ MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, cons
                                     std::size_t batch_messages, FsyncPolicy fsync, const RunLimits& limits,
                                     bool replay_after, const RunLimits& replay_limits);
 
+// Whether the streams of every later msgstore run keep msgstore's key and subject indexes
+// (StreamConfig::indexes_enabled). Off by default here: the SQLite table the goals compare with
+// has no index on its key column, so off is like for like; `msgstore_bench --indexes` turns
+// them on (the default of a real stream) to show what they cost.
+void set_msgstore_indexes(bool enabled);
+
 // Sessions for run_interleaved (harness.h); `payloads` must outlive them.
 // publish_batch calls of `batch_messages` from the driving thread.
 std::unique_ptr<PublishSession> make_msgstore_batch_session(const PayloadSource& payloads, std::size_t batch_messages,
