@@ -73,7 +73,9 @@ std::vector<double> ideal_group_commit(const std::string& directory, double rate
   const int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (file < 0) { std::perror("probe: open"); return {}; }
   const std::vector<char> zeros(preallocate_bytes, 0);
-  std::vector<char> data(request_bytes * static_cast<std::size_t>(rate), 'g');  // one second's worth at most per write
+  // One second's worth at most per write, and at least one request (a rate under 1/s would
+  // otherwise give an empty buffer and a loop that never covers anything).
+  std::vector<char> data(request_bytes * std::max<std::size_t>(1, static_cast<std::size_t>(rate)), 'g');
   std::vector<double> latencies;
   latencies.reserve(static_cast<std::size_t>(rate * seconds));
   std::uint64_t position = 0, preallocated_end = 0, covered = 0;
@@ -125,8 +127,10 @@ int main(int argc, char** argv) {
   unsigned syncs = 2000, round_trips = 20000;
   double group_commit_rate = 0, group_commit_seconds = 5;
   CLI::App app{"probe: fdatasync and loopback round-trip latency"};
-  app.add_option("--group-commit-rate", group_commit_rate, "also run the ideal group commit at this many requests per second (0: no)");
-  app.add_option("--group-commit-seconds", group_commit_seconds, "how long the ideal group commit runs");
+  app.add_option("--group-commit-rate", group_commit_rate, "also run the ideal group commit at this many requests per second (0: no)")
+      ->check(CLI::Range(0.0, 1e7));
+  app.add_option("--group-commit-seconds", group_commit_seconds, "how long the ideal group commit runs")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--dir", directory, "scratch directory on the disk under test")->required();
   app.add_option("--syncs", syncs, "fdatasync samples");
   app.add_option("--round-trips", round_trips, "loopback round-trip samples");
