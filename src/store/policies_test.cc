@@ -21,66 +21,22 @@
 #include "log/partition_log.h"
 #include "msgstore/store.h"
 #include "store/dedup_table.h"
+#include "store/store_test_support.h"
 #include "support/temporary_directory.h"
 
 namespace msgstore {
 namespace {
 
 using testing::TemporaryDirectory;
-
-StreamConfig stream_config(std::string name, std::vector<std::string> subjects, std::uint32_t partitions = 1) {
-  StreamConfig config;
-  config.name = std::move(name);
-  config.subjects = std::move(subjects);
-  config.partitions = partitions;
-  return config;
-}
-
-OutgoingMessage message(std::string_view subject, std::string_view payload) {
-  OutgoingMessage result;
-  result.subject = subject;
-  result.payload = payload;
-  return result;
-}
+using testing::message;
+using testing::open_store;
+using testing::read_all;
+using testing::stream_config;
 
 OutgoingMessage expecting(std::string_view subject, std::string_view payload, Offset expected_offset) {
   OutgoingMessage result = message(subject, payload);
   result.expected_offset = expected_offset;
   return result;
-}
-
-std::unique_ptr<Store> open_store(const std::filesystem::path& directory, StoreOptions options = {}) {
-  options.background_maintenance = false;
-  auto store = Store::open(directory, std::move(options));
-  EXPECT_TRUE(store.is_ok()) << store.status().to_string();
-  if (!store) return nullptr;
-  return std::move(*store);
-}
-
-// Every readable message of one partition, from the log start to the high watermark.
-std::vector<Message> read_all(const Store& store, std::string_view stream, std::uint32_t partition) {
-  std::vector<Message> all;
-  auto start = store.resolve_start(stream, partition, StartPosition::from_beginning());
-  if (!start) {
-    ADD_FAILURE() << start.status().to_string();
-    return all;
-  }
-  Offset next = *start;
-  while (true) {
-    auto result = store.read(stream, partition, next, ReadOptions{.max_messages = 500});
-    if (!result) {
-      ADD_FAILURE() << "read " << stream << "/" << partition << " at " << next << ": " << result.status().to_string();
-      break;
-    }
-    for (Message& read : result->messages) all.push_back(std::move(read));
-    if (result->next_offset >= result->high_watermark) break;
-    if (result->next_offset == next) {
-      ADD_FAILURE() << "read made no progress at " << next;
-      break;
-    }
-    next = result->next_offset;
-  }
-  return all;
 }
 
 std::vector<std::string> payloads_of(const std::vector<Message>& messages) {

@@ -15,32 +15,19 @@
 
 #include "io/fault_file_system.h"
 #include "msgstore/store.h"
+#include "store/store_test_support.h"
 #include "support/temporary_directory.h"
 
 namespace msgstore {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Maintenance;
 using testing::TemporaryDirectory;
+using testing::message;
+using testing::stream_config;
 
 constexpr auto generous = 20s;  // only ever reached when something is broken
-
-StreamConfig stream_config(std::string name, std::vector<std::string> subjects, std::uint32_t partitions = 1,
-                           FsyncPolicy fsync = FsyncPolicy::always) {
-  StreamConfig config;
-  config.name = std::move(name);
-  config.subjects = std::move(subjects);
-  config.partitions = partitions;
-  config.fsync = fsync;
-  return config;
-}
-
-OutgoingMessage message(std::string_view subject, std::string_view payload) {
-  OutgoingMessage result;
-  result.subject = subject;
-  result.payload = payload;
-  return result;
-}
 
 struct Received {
   std::string stream;
@@ -78,17 +65,15 @@ class Collector {
   std::vector<Received> received_;
 };
 
+// Subscriptions are tested beside the background maintenance thread, as users run them.
+std::unique_ptr<Store> open_store(const std::filesystem::path& directory, StoreOptions options = {}) {
+  return testing::open_store(directory, std::move(options), Maintenance::as_configured);
+}
+
 std::vector<Offset> range(Offset from, Offset to) {
   std::vector<Offset> result;
   for (Offset o = from; o < to; ++o) result.push_back(o);
   return result;
-}
-
-std::unique_ptr<Store> open_store(const std::filesystem::path& directory, StoreOptions options = {}) {
-  auto store = Store::open(directory, std::move(options));
-  EXPECT_TRUE(store.is_ok()) << store.status().to_string();
-  if (!store) return nullptr;
-  return std::move(*store);
 }
 
 std::unique_ptr<Subscription> subscribe(Store& store, SubscribeOptions options, SubscriptionHandler handler) {
