@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <random>
 #include <cstdlib>
 #include <thread>
 
@@ -318,6 +319,49 @@ Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory
   auto store = Store::open(directory, StoreOptions{.file_system = std::move(file_system), .background_maintenance = false});
   milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return store;
+}
+
+std::vector<WorkloadStep> make_workload(std::uint64_t seed, const WorkloadShape& shape) {
+  std::mt19937_64 random(seed);
+  std::vector<WorkloadStep> steps;
+  for (std::size_t i = 0; i < shape.steps; ++i) {
+    WorkloadStep step;
+    if (random() % shape.maintenance_one_in == 0) {
+      step.maintenance = true;
+    } else {
+      step.stream = random() % 4 == 0 ? shape.other_stream : shape.stream;
+      step.key = "k" + std::to_string(random() % shape.keys);
+      step.count = random() % shape.batch_one_in == 0 ? 2 + random() % 4 : 1;
+      step.filler = 20 + random() % shape.filler_spread_bytes;
+    }
+    steps.push_back(step);
+  }
+  return steps;
+}
+
+StepMessages step_messages(const WorkloadStep& step, std::uint64_t& sequence, Checker& checker) {
+  StepMessages result;
+  result.subject = step.stream + ".m";
+  result.key = step.key;
+  for (std::size_t m = 0; m < step.count; ++m) {
+    const MessageId id{0, sequence++};
+    checker.attempted(id);
+    result.ids.push_back(id);
+    result.payloads.push_back(make_payload(id, step.filler + m));
+  }
+  return result;
+}
+
+std::vector<OutgoingMessage> StepMessages::outgoing() const {
+  std::vector<OutgoingMessage> messages;
+  for (const std::string& payload : payloads) {
+    OutgoingMessage message;
+    message.subject = subject;
+    message.key = key;
+    message.payload = payload;
+    messages.push_back(message);
+  }
+  return messages;
 }
 
 }  // namespace msgstore::crash

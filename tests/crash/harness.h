@@ -117,6 +117,41 @@ class ProcessFileSystem final : public FileSystem {
   std::shared_ptr<Shared> shared_;
 };
 
+// ---- A mixed publish workload (io_error_test, no_space_test) -------------------------------
+// One step: a maintenance pass, or one batch of `count` messages with one key to one stream.
+struct WorkloadStep {
+  bool maintenance = false;
+  std::string stream;
+  std::string key;
+  std::size_t count = 1;
+  std::size_t filler = 0;  // bytes of filler in the first message's payload (+1 per later one)
+};
+
+struct WorkloadShape {
+  std::size_t steps = 0;
+  std::uint64_t maintenance_one_in = 1;  // a step is a maintenance pass with chance 1 in this
+  std::string stream;                    // the stream of 3 in 4 publish steps
+  std::string other_stream;              // the stream of the other publish steps
+  std::uint64_t keys = 1;                // keys "k0" .. "k<keys-1>"
+  std::uint64_t batch_one_in = 1;        // a batch of 2-5 messages with chance 1 in this, else one
+  std::uint64_t filler_spread_bytes = 1;  // filler 20 .. 20 + spread - 1 bytes
+};
+
+// The same seed and shape give the same steps (a seed's replay command depends on it).
+std::vector<WorkloadStep> make_workload(std::uint64_t seed, const WorkloadShape& shape);
+
+// The messages of one publish step (subject "<stream>.m", the step's key), each with the next id
+// of producer 0 from `sequence`, recorded as attempted in `checker`. OutgoingMessage holds views:
+// `outgoing()` points into this object, which must outlive the publish.
+struct StepMessages {
+  std::vector<MessageId> ids;
+  std::string subject;
+  std::string key;
+  std::vector<std::string> payloads;
+  std::vector<OutgoingMessage> outgoing() const;
+};
+StepMessages step_messages(const WorkloadStep& step, std::uint64_t& sequence, Checker& checker);
+
 // ---- Small helpers --------------------------------------------------------------------------
 // Every *.meta file on the disk (current namespace) must decode (header, checksum); returns
 // one line per problem.

@@ -29,31 +29,9 @@ namespace {
 using Operation = FaultFileSystem::Operation;
 const std::filesystem::path data_directory = "/data";
 
-struct Step {
-  bool maintenance = false;
-  std::string stream;  // "io" (fsync=always, 2 partitions) or "lazy" (fsync=never, 1 partition)
-  std::string key;
-  std::size_t count = 1;
-  std::size_t filler = 0;
-};
-
-std::vector<Step> make_workload(std::uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::vector<Step> steps;
-  for (int i = 0; i < 160; ++i) {
-    Step step;
-    if (random() % 12 == 0) {
-      step.maintenance = true;
-    } else {
-      step.stream = random() % 4 == 0 ? "lazy" : "io";
-      step.key = "k" + std::to_string(random() % 6);
-      step.count = random() % 4 == 0 ? 2 + random() % 4 : 1;
-      step.filler = 20 + random() % 250;
-    }
-    steps.push_back(step);
-  }
-  return steps;
-}
+// Streams "io" (fsync=always, 2 partitions) and "lazy" (fsync=never, 1 partition).
+const WorkloadShape workload_shape{.steps = 160, .maintenance_one_in = 12, .stream = "io", .other_stream = "lazy",
+                                   .keys = 6, .batch_one_in = 4, .filler_spread_bytes = 250};
 
 std::vector<StreamConfig> stream_configs() {
   StreamConfig io;
@@ -110,7 +88,7 @@ struct FaultRun {
 };
 
 // Runs the workload with the n-th call of `operation` failing (n = 0: no fault).
-FaultRun run_once(std::uint64_t seed, const std::vector<Step>& workload, Operation operation, std::uint64_t n, Figures& figures) {
+FaultRun run_once(std::uint64_t seed, const std::vector<WorkloadStep>& workload, Operation operation, std::uint64_t n, Figures& figures) {
   FaultRun run;
   auto disk = std::make_shared<FaultFileSystem>();
   auto process = std::make_shared<ProcessFileSystem>(disk);
@@ -132,7 +110,7 @@ FaultRun run_once(std::uint64_t seed, const std::vector<Step>& workload, Operati
   std::uint64_t sequence = 0;
   std::uint64_t violations = 0;
   for (std::size_t i = 0; i < workload.size(); ++i) {
-    const Step& step = workload[i];
+    const WorkloadStep& step = workload[i];
     SCOPED_TRACE("workload step " + std::to_string(i));
     if (step.maintenance) {
       (void)store->run_maintenance();  // may fail: it reports, nothing is acknowledged by it
@@ -143,22 +121,9 @@ FaultRun run_once(std::uint64_t seed, const std::vector<Step>& workload, Operati
     if (!step.maintenance) {
       const std::uint32_t partition = step.stream == "io" ? base::partition_for_key(step.key, 2) : 0;
       target = step.stream + "/" + std::to_string(partition);
-      std::vector<std::string> payloads;
-      std::vector<OutgoingMessage> messages;
-      const std::string subject = step.stream + ".m";
-      for (std::size_t m = 0; m < step.count; ++m) {
-        ids.push_back(MessageId{0, sequence++});
-        payloads.push_back(make_payload(ids.back(), step.filler + m));
-        checker.attempted(ids.back());
-      }
-      for (std::size_t m = 0; m < step.count; ++m) {
-        OutgoingMessage message;
-        message.subject = subject;
-        message.key = step.key;
-        message.payload = payloads[m];
-        messages.push_back(message);
-      }
-      positions = store->publish_batch(messages);
+      StepMessages batch = step_messages(step, sequence, checker);
+      ids = std::move(batch.ids);
+      positions = store->publish_batch(batch.outgoing());
     }
     // Faults the disk injected during this step.
     const auto faults = process->faults();
@@ -240,7 +205,7 @@ TEST(IoError, NoAckAfterTheFirstErrorAndEveryEarlierAckSurvives) {
   const char* only_fault = std::getenv("CRASH_FAULT");  // "<operation>:<n>", e.g. "sync:17"
 
   for_each_seed(8, figures, [&](std::uint64_t seed) {
-    const std::vector<Step> workload = make_workload(seed);
+    const std::vector<WorkloadStep> workload = make_workload(seed, workload_shape);
     for (Operation operation : {Operation::write, Operation::sync, Operation::rename, Operation::sync_directory,
                                 Operation::open, Operation::truncate}) {
       Figures unused("count");

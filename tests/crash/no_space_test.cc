@@ -35,31 +35,9 @@ struct Tally {
   std::uint64_t retention_blocked = 0;     // maintenance on a full disk failed with no_space, freeing nothing
 } tally;
 
-struct Step {
-  bool maintenance = false;
-  std::string stream;
-  std::string key;
-  std::size_t count = 1;
-  std::size_t filler = 0;
-};
-
-std::vector<Step> make_workload(std::uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::vector<Step> steps;
-  for (int i = 0; i < 220; ++i) {
-    Step step;
-    if (random() % 15 == 0) {
-      step.maintenance = true;
-    } else {
-      step.stream = random() % 4 == 0 ? "rel" : "full";
-      step.key = "k" + std::to_string(random() % 5);
-      step.count = random() % 5 == 0 ? 2 + random() % 4 : 1;
-      step.filler = 20 + random() % 300;
-    }
-    steps.push_back(step);
-  }
-  return steps;
-}
+// Streams "full" (fsync=always, 2 partitions) and "rel" (fsync=never, 1 partition).
+const WorkloadShape workload_shape{.steps = 220, .maintenance_one_in = 15, .stream = "full", .other_stream = "rel",
+                                   .keys = 5, .batch_one_in = 5, .filler_spread_bytes = 300};
 
 // With `retention`, max_messages is set from the start but maintenance only runs once the disk
 // is full, so a full disk holds deletable segments.
@@ -94,24 +72,10 @@ struct Fixture {
   }
 
   // Publishes one step; the status of the publish.
-  Status publish(const Step& step) {
-    std::vector<MessageId> ids;
-    std::vector<std::string> payloads;
-    for (std::size_t m = 0; m < step.count; ++m) {
-      ids.push_back(MessageId{0, sequence++});
-      payloads.push_back(make_payload(ids.back(), step.filler + m));
-      checker.attempted(ids.back());
-    }
-    std::vector<OutgoingMessage> messages;
-    const std::string subject = step.stream + ".m";
-    for (std::size_t m = 0; m < step.count; ++m) {
-      OutgoingMessage message;
-      message.subject = subject;
-      message.key = step.key;
-      message.payload = payloads[m];
-      messages.push_back(message);
-    }
-    auto positions = store->publish_batch(messages);
+  Status publish(const WorkloadStep& step) {
+    const StepMessages batch = step_messages(step, sequence, checker);
+    const std::vector<MessageId>& ids = batch.ids;
+    auto positions = store->publish_batch(batch.outgoing());
     if (!positions) {
       // One key, one partition: a refused batch is refused whole.
       if (positions.status().code() == ErrorCode::no_space) {
@@ -125,7 +89,7 @@ struct Fixture {
 };
 
 // Runs the workload under `quota` (0: none). Returns the bytes used at the start and the end.
-std::pair<std::uint64_t, std::uint64_t> run_once(std::uint64_t seed, const std::vector<Step>& workload, std::uint64_t quota,
+std::pair<std::uint64_t, std::uint64_t> run_once(std::uint64_t seed, const std::vector<WorkloadStep>& workload, std::uint64_t quota,
                                                  bool free_by_retention, Figures& figures) {
   Fixture f;
   f.open();
@@ -141,7 +105,7 @@ std::pair<std::uint64_t, std::uint64_t> run_once(std::uint64_t seed, const std::
   StreamConfig expected_full_config = f.store->describe_stream("full")->config;
   for (std::size_t i = 0; i < workload.size(); ++i) {
     SCOPED_TRACE("workload step " + std::to_string(i));
-    const Step& step = workload[i];
+    const WorkloadStep& step = workload[i];
     if (step.maintenance) {
       if (!free_by_retention) (void)f.store->run_maintenance();
       continue;
@@ -195,7 +159,7 @@ std::pair<std::uint64_t, std::uint64_t> run_once(std::uint64_t seed, const std::
     }
     for (const auto& [stream, keys] : std::map<std::string, std::vector<std::string>>{{"full", {"k0", "k1", "k2", "k3"}}, {"rel", {"k0"}}}) {
       for (const std::string& key : keys) {
-        Status published = f.publish(Step{false, stream, key, 1, 40});
+        Status published = f.publish(WorkloadStep{false, stream, key, 1, 40});
         if (!published.is_ok()) {
           ++violations;
           ADD_FAILURE() << "writes did not resume once space returned (" << (free_by_retention ? "retention" : "quota raised")
@@ -237,7 +201,7 @@ TEST(NoSpace, CleanErrorNoTornBatchReadsWorkWritesResume) {
   Figures figures("no_space");
   std::uint64_t levels_run = 0;
   for_each_seed(10, figures, [&](std::uint64_t seed) {
-    const std::vector<Step> workload = make_workload(seed);
+    const std::vector<WorkloadStep> workload = make_workload(seed, workload_shape);
     Figures unused("measure");
     const auto [start_bytes, end_bytes] = run_once(seed, workload, 0, false, unused);
     if (::testing::Test::HasFailure()) return;
