@@ -8,6 +8,7 @@
 // Thread safety: PayloadSource is immutable after construction and may be shared by threads.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +47,33 @@ struct RunResult {
   bool ok() const { return error.empty(); }
   double messages_per_second() const { return elapsed_seconds > 0 ? static_cast<double>(messages) / elapsed_seconds : 0; }
 };
+
+// The timed loop of a publisher that works in batches: calls publish_batch(first_index, count),
+// count <= batch_messages, until `messages` are published or `deadline` has passed. first_index
+// continues from `next_index`, which the loop advances. publish_batch returns an error message,
+// empty on success; the first error stops the loop and is the result's error. The result's
+// elapsed and CPU time cover the whole loop; bytes_written is the caller's to fill in.
+template <typename PublishBatch>
+RunResult run_batches(std::uint64_t messages, std::uint64_t batch_messages, SteadyClock::time_point deadline,
+                      std::uint64_t& next_index, PublishBatch&& publish_batch) {
+  RunResult result;
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  while (result.messages < messages) {
+    if (SteadyClock::now() >= deadline) {
+      result.time_bound_hit = true;
+      break;
+    }
+    const std::uint64_t count = std::min(batch_messages, messages - result.messages);
+    result.error = publish_batch(next_index, count);
+    if (!result.ok()) break;
+    result.messages += count;
+    next_index += count;
+  }
+  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  return result;
+}
 
 // A system under test that is opened once and then driven in slices, so that several systems
 // can take turns within one repetition and a slow spell of the shared machine hits them all

@@ -94,30 +94,19 @@ MsgstorePublishRun msgstore_publish(const std::filesystem::path& directory, cons
   std::vector<OutgoingMessage> batch(batch_messages);
   for (OutgoingMessage& message : batch) message.subject = subject;
 
+  std::uint64_t next_index = 0;
+  run.publish = run_batches(limits.messages_max, batch_messages, deadline_after(SteadyClock::now(), limits.seconds_max), next_index,
+                            [&](std::uint64_t first_index, std::uint64_t count) -> std::string {
+                              for (std::uint64_t index = 0; index < count; ++index) {
+                                batch[index].key = payloads.key(first_index + index);
+                                batch[index].payload = payloads.payload(first_index + index);
+                              }
+                              auto positions = (*store)->publish_batch(std::span<const OutgoingMessage>(batch.data(), count));
+                              if (!positions) return "publish_batch: " + positions.status().to_string();
+                              ++run.batches;
+                              return {};
+                            });
   RunResult& publish = run.publish;
-  const double cpu_begin = process_cpu_seconds();
-  const auto begin = SteadyClock::now();
-  const auto deadline = deadline_after(begin, limits.seconds_max);
-  while (publish.messages < limits.messages_max) {
-    if (SteadyClock::now() >= deadline) {
-      publish.time_bound_hit = true;
-      break;
-    }
-    const std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(batch_messages, limits.messages_max - publish.messages));
-    for (std::size_t index = 0; index < count; ++index) {
-      batch[index].key = payloads.key(publish.messages + index);
-      batch[index].payload = payloads.payload(publish.messages + index);
-    }
-    auto positions = (*store)->publish_batch(std::span<const OutgoingMessage>(batch.data(), count));
-    if (!positions) {
-      publish.error = "publish_batch: " + positions.status().to_string();
-      break;
-    }
-    publish.messages += count;
-    ++run.batches;
-  }
-  publish.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-  publish.cpu_seconds = process_cpu_seconds() - cpu_begin;
 
   if (replay_after && publish.ok()) {
     run.replay_single_scan = replay(**store, publish.messages, ReplayShape::single_scan, replay_limits);
@@ -146,30 +135,15 @@ class MsgstoreBatchSession final : public PublishSession {
     return {};
   }
   RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
-    RunResult result;
-    const double cpu_begin = process_cpu_seconds();
-    const auto begin = SteadyClock::now();
-    while (result.messages < messages) {
-      if (SteadyClock::now() >= deadline) {
-        result.time_bound_hit = true;
-        break;
-      }
-      const std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(batch_.size(), messages - result.messages));
-      for (std::size_t index = 0; index < count; ++index) {
-        batch_[index].key = payloads_.key(next_index_ + index);
-        batch_[index].payload = payloads_.payload(next_index_ + index);
+    return run_batches(messages, batch_.size(), deadline, next_index_, [&](std::uint64_t first_index, std::uint64_t count) -> std::string {
+      for (std::uint64_t index = 0; index < count; ++index) {
+        batch_[index].key = payloads_.key(first_index + index);
+        batch_[index].payload = payloads_.payload(first_index + index);
       }
       auto positions = store_->publish_batch(std::span<const OutgoingMessage>(batch_.data(), count));
-      if (!positions) {
-        result.error = "publish_batch: " + positions.status().to_string();
-        break;
-      }
-      result.messages += count;
-      next_index_ += count;
-    }
-    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-    return result;
+      if (!positions) return "publish_batch: " + positions.status().to_string();
+      return {};
+    });
   }
   std::string close() override { return close_store(store_); }
 

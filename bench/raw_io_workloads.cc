@@ -39,38 +39,28 @@ class RawAppendSession final : public PublishSession {
     if (descriptor_ < 0) return std::string("open: ") + std::strerror(errno);
     return {};
   }
+  // Every call writes and syncs the whole batch, so a last, partial batch writes a full one.
   RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
-    RunResult result;
-    const double cpu_begin = process_cpu_seconds();
-    const auto begin = SteadyClock::now();
-    while (result.messages < messages) {
-      if (SteadyClock::now() >= deadline) {
-        result.time_bound_hit = true;
-        break;
-      }
+    std::uint64_t bytes_written = 0;
+    RunResult result = run_batches(messages, messages_per_batch_, deadline, next_index_, [&](std::uint64_t, std::uint64_t) {
       const std::uint64_t end = position_ + batch_.size();
       if (preallocate_bytes_ > 0 && end > preallocated_end_) {
         // The same step as Segment::append: zeros from the end of the old ones to a full step
         // past this batch's end; the sync below commits them and the new size once.
         const std::uint64_t to = end + preallocate_bytes_;
-        for (std::uint64_t at = std::max(position_, preallocated_end_); at < to && result.ok(); at += zero_chunk_bytes) {
-          result.error = write_all(zeros_.data(), static_cast<std::size_t>(std::min<std::uint64_t>(zero_chunk_bytes, to - at)), at);
+        for (std::uint64_t at = std::max(position_, preallocated_end_); at < to; at += zero_chunk_bytes) {
+          std::string error = write_all(zeros_.data(), static_cast<std::size_t>(std::min<std::uint64_t>(zero_chunk_bytes, to - at)), at);
+          if (!error.empty()) return error;
         }
-        if (!result.ok()) break;
         preallocated_end_ = to;
       }
-      result.error = write_all(batch_.data(), batch_.size(), position_);
-      if (!result.ok()) break;
+      if (std::string error = write_all(batch_.data(), batch_.size(), position_); !error.empty()) return error;
       position_ = end;
-      if (::fdatasync(descriptor_) != 0) {
-        result.error = std::string("fdatasync: ") + std::strerror(errno);
-        break;
-      }
-      result.messages += messages_per_batch_;
-      result.bytes_written += batch_.size();
-    }
-    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+      if (::fdatasync(descriptor_) != 0) return std::string("fdatasync: ") + std::strerror(errno);
+      bytes_written += batch_.size();
+      return std::string();
+    });
+    result.bytes_written = bytes_written;
     return result;
   }
   std::string close() override {
@@ -96,6 +86,7 @@ class RawAppendSession final : public PublishSession {
   }
 
   std::size_t messages_per_batch_;
+  std::uint64_t next_index_ = 0;  // run_batches counts on; the batch bytes do not depend on it
   std::uint64_t preallocate_bytes_;
   std::string batch_;
   std::string zeros_ = std::string(zero_chunk_bytes, '\0');

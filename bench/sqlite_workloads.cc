@@ -197,22 +197,12 @@ SqlitePublishRun sqlite_publish(const std::filesystem::path& directory, const Pa
     }
   }
 
-  const double cpu_begin = process_cpu_seconds();
-  const auto begin = SteadyClock::now();
-  const auto deadline = deadline_after(begin, limits.seconds_max);
-  while (insert_result.messages < limits.messages_max) {
-    if (SteadyClock::now() >= deadline) {
-      insert_result.time_bound_hit = true;
-      break;
-    }
-    const std::uint64_t rows = std::min<std::uint64_t>(rows_per_transaction, limits.messages_max - insert_result.messages);
-    insert_result.error =
-        insert_transaction(connection, insert, begin_transaction, commit_transaction, payloads, insert_result.messages, rows);
-    if (!insert_result.ok()) break;
-    insert_result.messages += rows;
-  }
-  insert_result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-  insert_result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  std::uint64_t next_index = 0;
+  insert_result = run_batches(limits.messages_max, rows_per_transaction, deadline_after(SteadyClock::now(), limits.seconds_max),
+                              next_index, [&](std::uint64_t first_index, std::uint64_t rows) {
+                                return insert_transaction(connection, insert, begin_transaction, commit_transaction, payloads,
+                                                          first_index, rows);
+                              });
 
   if (replay_after && insert_result.ok()) {
     // Move the WAL into the database first (untimed), so reads see SQLite's steady state.
@@ -244,23 +234,9 @@ class SqliteBatchSession final : public PublishSession {
     return {};
   }
   RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
-    RunResult result;
-    const double cpu_begin = process_cpu_seconds();
-    const auto begin = SteadyClock::now();
-    while (result.messages < messages) {
-      if (SteadyClock::now() >= deadline) {
-        result.time_bound_hit = true;
-        break;
-      }
-      const std::uint64_t rows = std::min<std::uint64_t>(rows_per_transaction_, messages - result.messages);
-      result.error = insert_transaction(connection_, insert_, begin_, commit_, payloads_, next_index_, rows);
-      if (!result.ok()) break;
-      result.messages += rows;
-      next_index_ += rows;
-    }
-    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-    return result;
+    return run_batches(messages, rows_per_transaction_, deadline, next_index_, [&](std::uint64_t first_index, std::uint64_t rows) {
+      return insert_transaction(connection_, insert_, begin_, commit_, payloads_, first_index, rows);
+    });
   }
   std::string close() override {
     for (Statement* statement : {&insert_, &begin_, &commit_}) statement->finalize();
