@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <latch>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -234,6 +236,57 @@ MachineDescription describe_machine(const std::filesystem::path& benchmark_direc
 #endif
   machine.build_type = MSGSTORE_BENCH_BUILD_TYPE;
   return machine;
+}
+
+RunResult run_concurrently(unsigned threads, std::uint64_t messages, SteadyClock::time_point deadline,
+                           std::uint64_t& next_index,
+                           const std::function<bool(unsigned thread_index, std::uint64_t message_index, std::string& error)>& publish_one) {
+  RunResult result;
+  const std::uint64_t first_index = next_index;
+  std::atomic<std::uint64_t> claimed{0};
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<bool> out_of_time{false};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::latch start_line(static_cast<std::ptrdiff_t>(threads) + 1);
+  auto worker = [&](unsigned thread_index) {
+    start_line.arrive_and_wait();
+    std::uint64_t mine = 0;
+    std::string error;
+    while (!failed.load(std::memory_order_relaxed)) {
+      if (SteadyClock::now() >= deadline) {
+        out_of_time = true;
+        break;
+      }
+      const std::uint64_t claim = claimed.fetch_add(1, std::memory_order_relaxed);
+      if (claim >= messages) break;
+      if (!publish_one(thread_index, first_index + claim, error)) {
+        if (error.empty()) {
+          out_of_time = true;
+        } else {
+          std::lock_guard lock(error_mutex);
+          if (result.error.empty()) result.error = error;
+          failed = true;
+        }
+        break;
+      }
+      ++mine;
+    }
+    published.fetch_add(mine, std::memory_order_relaxed);
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  for (unsigned index = 0; index < threads; ++index) workers.emplace_back(worker, index);
+  const double cpu_begin = process_cpu_seconds();
+  const auto begin = SteadyClock::now();
+  start_line.arrive_and_wait();
+  for (std::thread& thread : workers) thread.join();
+  result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
+  result.cpu_seconds = process_cpu_seconds() - cpu_begin;
+  result.messages = published.load();
+  result.time_bound_hit = out_of_time.load() && result.messages < messages;
+  next_index += std::min(claimed.load(), messages);
+  return result;
 }
 
 }  // namespace msgstore::bench

@@ -75,6 +75,17 @@ RunResult run_batches(std::uint64_t messages, std::uint64_t batch_messages, Stea
   return result;
 }
 
+// The timed run of `threads` publishers sending one message at a time: every thread claims the
+// next message index (from `next_index` on, up to `messages` in all) and calls
+// publish_one(thread_index, message_index, error) until the messages run out, the deadline
+// passes or one thread fails. publish_one returns true once the message is stored; false with
+// `error` set is a failure (the run's error; every thread stops); false with `error` empty means
+// it gave up at the deadline. The threads start together; elapsed and CPU time cover them all.
+// `next_index` advances past every claimed message.
+RunResult run_concurrently(unsigned threads, std::uint64_t messages, SteadyClock::time_point deadline,
+                           std::uint64_t& next_index,
+                           const std::function<bool(unsigned thread_index, std::uint64_t message_index, std::string& error)>& publish_one);
+
 // A system under test that is opened once and then driven in slices, so that several systems
 // can take turns within one repetition and a slow spell of the shared machine hits them all
 // (run_interleaved). Not thread-safe; one driver thread.

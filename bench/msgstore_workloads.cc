@@ -167,52 +167,15 @@ class MsgstoreConcurrentSession final : public PublishSession {
     return {};
   }
   RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
-    RunResult result;
-    const std::uint64_t first_index = next_index_;
-    std::atomic<std::uint64_t> claimed{0};
-    std::atomic<std::uint64_t> published{0};
-    std::atomic<bool> out_of_time{false};
-    std::atomic<bool> failed{false};
-    std::mutex error_mutex;
-    std::latch start_line(static_cast<std::ptrdiff_t>(threads_) + 1);
-    auto worker = [&] {
-      start_line.arrive_and_wait();
-      std::uint64_t mine = 0;
+    return run_concurrently(threads_, messages, deadline, next_index_, [&](unsigned, std::uint64_t index, std::string& error) {
       OutgoingMessage message;
       message.subject = subject;
-      while (!failed.load(std::memory_order_relaxed)) {
-        if (SteadyClock::now() >= deadline) {
-          out_of_time = true;
-          break;
-        }
-        const std::uint64_t claim = claimed.fetch_add(1, std::memory_order_relaxed);
-        if (claim >= messages) break;
-        message.key = payloads_.key(first_index + claim);
-        message.payload = payloads_.payload(first_index + claim);
-        auto positions = store_->publish(message);
-        if (!positions) {
-          std::lock_guard lock(error_mutex);
-          if (result.error.empty()) result.error = "publish: " + positions.status().to_string();
-          failed = true;
-          break;
-        }
-        ++mine;
-      }
-      published.fetch_add(mine, std::memory_order_relaxed);
-    };
-    std::vector<std::thread> workers;
-    workers.reserve(threads_);
-    for (unsigned index = 0; index < threads_; ++index) workers.emplace_back(worker);
-    const double cpu_begin = process_cpu_seconds();
-    const auto begin = SteadyClock::now();
-    start_line.arrive_and_wait();
-    for (std::thread& thread : workers) thread.join();
-    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-    result.messages = published.load();
-    result.time_bound_hit = out_of_time.load() && result.messages < messages;
-    next_index_ += std::min(claimed.load(), messages);
-    return result;
+      message.key = payloads_.key(index);
+      message.payload = payloads_.payload(index);
+      auto positions = store_->publish(message);
+      if (!positions) error = "publish: " + positions.status().to_string();
+      return positions.is_ok();
+    });
   }
   std::string close() override { return close_store(store_); }
 

@@ -270,57 +270,22 @@ class SqliteConcurrentSession final : public PublishSession {
     }
     return {};
   }
+  // A busy or locked database is retried until the deadline (then the thread gives up).
   RunResult run_slice(std::uint64_t messages, SteadyClock::time_point deadline) override {
-    RunResult result;
-    const std::uint64_t first_index = next_index_;
-    std::atomic<std::uint64_t> claimed{0};
-    std::atomic<std::uint64_t> committed{0};
-    std::atomic<bool> out_of_time{false};
-    std::atomic<bool> failed{false};
-    std::mutex error_mutex;
-    std::latch start_line(static_cast<std::ptrdiff_t>(threads_) + 1);
-    auto worker = [&](Writer& writer) {
-      start_line.arrive_and_wait();
-      std::uint64_t mine = 0;
-      while (!failed.load(std::memory_order_relaxed)) {
-        if (SteadyClock::now() >= deadline) {
-          out_of_time = true;
-          break;
+    return run_concurrently(threads_, messages, deadline, next_index_, [&](unsigned thread_index, std::uint64_t index, std::string& error) {
+      Writer& writer = writers_[thread_index];
+      while (SteadyClock::now() < deadline) {
+        bind_row(writer.insert.handle(), payloads_, index, now_ms());
+        const int code = sqlite3_step(writer.insert.handle());
+        sqlite3_reset(writer.insert.handle());
+        if (code == SQLITE_DONE) return true;
+        if (code != SQLITE_BUSY && code != SQLITE_LOCKED) {
+          error = "INSERT: " + writer.connection.last_error();
+          return false;
         }
-        const std::uint64_t claim = claimed.fetch_add(1, std::memory_order_relaxed);
-        if (claim >= messages) break;
-        bool done = false;
-        while (!done && SteadyClock::now() < deadline) {
-          bind_row(writer.insert.handle(), payloads_, first_index + claim, now_ms());
-          const int code = sqlite3_step(writer.insert.handle());
-          sqlite3_reset(writer.insert.handle());
-          if (code == SQLITE_DONE) {
-            done = true;
-          } else if (code != SQLITE_BUSY && code != SQLITE_LOCKED) {
-            std::lock_guard lock(error_mutex);
-            if (result.error.empty()) result.error = "INSERT: " + writer.connection.last_error();
-            failed = true;
-            break;
-          }
-        }
-        if (!done) break;
-        ++mine;
       }
-      committed.fetch_add(mine, std::memory_order_relaxed);
-    };
-    std::vector<std::thread> threads;
-    threads.reserve(threads_);
-    for (Writer& writer : writers_) threads.emplace_back(worker, std::ref(writer));
-    const double cpu_begin = process_cpu_seconds();
-    const auto begin = SteadyClock::now();
-    start_line.arrive_and_wait();
-    for (std::thread& thread : threads) thread.join();
-    result.elapsed_seconds = seconds_between(begin, SteadyClock::now());
-    result.cpu_seconds = process_cpu_seconds() - cpu_begin;
-    result.messages = committed.load();
-    result.time_bound_hit = out_of_time.load() && result.messages < messages;
-    next_index_ += std::min(claimed.load(), messages);
-    return result;
+      return false;
+    });
   }
   std::string close() override {
     for (Writer& writer : writers_) {
