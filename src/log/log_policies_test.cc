@@ -107,7 +107,9 @@ TEST(LogPolicies, ScanSkipsExpiredMessagesByTheLogsClock) {
       return true;
     }, expired);
     EXPECT_TRUE(next.is_ok());
-    if (next.is_ok()) EXPECT_EQ(*next, 4u);
+    if (next.is_ok()) {
+      EXPECT_EQ(*next, 4u);
+    }
     return result;
   };
   EXPECT_EQ(payloads(ScanExpired::skip), (std::vector<std::string>{"plain", "ttl 1s", "ttl 1h", "plain too"}));

@@ -504,14 +504,7 @@ Status PartitionLog::wait_durable(Offset target) {
       continue;
     }
     // Become the syncer for everyone written so far.
-    sync_in_progress_ = true;
-    Status synced = sync_written_locked(lock);
-    if (!synced.is_ok()) {
-      return Status(ErrorCode::log_failed, label_ + ": fdatasync failed, nothing after it is acknowledged: " + synced.message());
-    }
-    const Offset durable = durable_offset_;
-    lock.unlock();
-    publish_high_watermark(durable);
+    MSGSTORE_RETURN_IF_ERROR(sync_as_syncer(lock));
     lock.lock();
   }
   // Another appender's sync covered this batch, and that syncer may not have published the
@@ -638,6 +631,10 @@ Status PartitionLog::sync() {
   std::unique_lock lock(sync_mutex_);
   while (sync_in_progress_) sync_finished_.wait(lock);
   if (!sync_failure_.is_ok()) return Status(ErrorCode::log_failed, label_ + ": " + sync_failure_.message());
+  return sync_as_syncer(lock);
+}
+
+Status PartitionLog::sync_as_syncer(std::unique_lock<std::mutex>& lock) {
   sync_in_progress_ = true;
   Status synced = sync_written_locked(lock);
   if (!synced.is_ok()) {

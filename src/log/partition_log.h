@@ -203,6 +203,11 @@ class PartitionLog : public std::enable_shared_from_this<PartitionLog>, public B
   // the caller and sync_mutex_ held in `lock` (released during the sync), syncs everything
   // written so far and advances durable_offset_, or records the sticky sync failure.
   Status sync_written_locked(std::unique_lock<std::mutex>& lock);
+  // wait_durable's and sync()'s turn as the syncer: with sync_mutex_ held in `lock` and no sync
+  // in progress, sets sync_in_progress_, runs sync_written_locked and publishes the new high
+  // watermark with the mutex released. Ok: returns with `lock` released. A failure (log_failed,
+  // sticky) returns with it held.
+  Status sync_as_syncer(std::unique_lock<std::mutex>& lock);
   // Completes the when_durable callers `durable_offset_` or a failure decides (`undecided`, if
   // not ok, fails the rest: the log is closing). Requires
   // sync_mutex_ held in `lock`; releases it to run the callbacks.
