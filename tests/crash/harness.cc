@@ -313,6 +313,14 @@ std::vector<std::string> check_metadata_files(const FaultFileSystem& disk) {
   return problems;
 }
 
+StoreOptions replayable_store_options(std::shared_ptr<FileSystem> file_system) {
+  StoreOptions options;
+  options.file_system = std::move(file_system);
+  options.background_maintenance = false;
+  options.index_threads = 0;
+  return options;
+}
+
 Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, std::shared_ptr<FileSystem> file_system,
                                           double& milliseconds) {
   const auto started = std::chrono::steady_clock::now();

@@ -157,6 +157,13 @@ StepMessages step_messages(const WorkloadStep& step, std::uint64_t& sequence, Ch
 // one line per problem.
 std::vector<std::string> check_metadata_files(const FaultFileSystem& disk);
 
+// Options for a single-threaded test whose seed must replay the same file system calls:
+// background maintenance off (the test runs it) and inline indexing (index_threads = 0: a
+// sealed segment's index file is written by the appending thread, not by an index thread whose
+// timing would move the N-th write). The index thread's concurrency under crashes is
+// power_loss_test's and dedup_crash_test's to cover.
+StoreOptions replayable_store_options(std::shared_ptr<FileSystem> file_system);
+
 // Opens a store on `file_system` with background maintenance off, timing the open.
 Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, std::shared_ptr<FileSystem> file_system,
                                           double& milliseconds);

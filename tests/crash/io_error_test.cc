@@ -92,7 +92,7 @@ FaultRun run_once(std::uint64_t seed, const std::vector<WorkloadStep>& workload,
   FaultRun run;
   auto disk = std::make_shared<FaultFileSystem>();
   auto process = std::make_shared<ProcessFileSystem>(disk);
-  auto opened = Store::open(data_directory, StoreOptions{.file_system = process, .background_maintenance = false});
+  auto opened = Store::open(data_directory, replayable_store_options(process));
   EXPECT_TRUE(opened.is_ok()) << opened.status().to_string();
   if (!opened) return run;
   std::unique_ptr<Store> store = std::move(*opened);

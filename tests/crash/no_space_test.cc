@@ -66,7 +66,7 @@ struct Fixture {
   std::uint64_t sequence = 0;
 
   void open() {
-    auto opened = Store::open(data_directory, StoreOptions{.file_system = process, .background_maintenance = false});
+    auto opened = Store::open(data_directory, replayable_store_options(process));
     ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
     store = std::move(*opened);
   }

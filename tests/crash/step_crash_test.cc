@@ -55,7 +55,7 @@ struct Fixture {
   bool action_succeeded = false;  // the action returned ok: its outcome must be durable
 
   void open() {
-    auto opened = Store::open(data_directory, StoreOptions{.file_system = process, .background_maintenance = false});
+    auto opened = Store::open(data_directory, replayable_store_options(process));
     ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
     store = std::move(*opened);
   }
@@ -364,7 +364,7 @@ TEST(StepCrash, RecoveryItself) {
     f.process = std::make_shared<ProcessFileSystem>(f.disk);
   };
   spec.action = [](Fixture& f) {
-    auto opened = Store::open(data_directory, StoreOptions{.file_system = f.process, .background_maintenance = false});
+    auto opened = Store::open(data_directory, replayable_store_options(f.process));
     if (!opened) return opened.status();
     f.store = std::move(*opened);
     return Status::ok();
