@@ -4,7 +4,8 @@
 #   tests/crash/long.sh [build directory]        (default: build/release)
 #
 # Environment: CRASH_SEEDS (default 10000), CRASH_SEED_FIRST (default 1), JOBS (test binaries
-# run at once, default 2), LOG_DIR (default: a new temporary directory; one log per binary).
+# run at once, default 2), LOG_DIR (default: a new temporary directory; one log per binary),
+# CRASH_TESTS (a space-separated subset of the binaries below; default all of them).
 # Exit status: 0 when every test passed, 1 otherwise. A failing seed prints its replay command
 # in its log ("CRASH-FAILED seed=... replay: ...").
 set -euo pipefail
@@ -18,7 +19,16 @@ jobs="${JOBS:-2}"
 log_dir="${LOG_DIR:-$(mktemp -d /tmp/msgstore-crash-long.XXXXXX)}"
 mkdir -p "$log_dir"
 
-tests=(checker_test regression_test power_loss_test step_crash_test io_error_test no_space_test timestamps_test model_test)
+# Every crash test binary (tests/crash/CMakeLists.txt), slowest first so two jobs finish together.
+all_tests=(rewrite_crash_test step_crash_test power_loss_test consumer_ack_crash_test io_error_test no_space_test
+  dedup_crash_test model_test timestamps_test regression_test checker_test)
+read -r -a tests <<< "${CRASH_TESTS:-${all_tests[*]}}"
+for binary in "$binaries"/*_test; do
+  if [[ -x "$binary" && " ${all_tests[*]} " != *" $(basename "$binary") "* ]]; then
+    echo "$(basename "$binary") is not in long.sh's list: add it to all_tests" >&2
+    exit 2
+  fi
+done
 for test in "${tests[@]}"; do
   if [[ ! -x "$binaries/$test" ]]; then
     echo "missing $binaries/$test: build first (cmake --build $build)" >&2

@@ -14,6 +14,7 @@
 //   * verify is clean, and a second compaction or erase on the recovered store completes.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -42,9 +43,13 @@ struct Fixture {
   std::unique_ptr<Store> store;
   std::map<std::string, std::map<Position, Sent>> sent;  // per stream
   TimestampMs now = 0;
+  std::uint64_t messages_read = 0;  // by readable(), for the figures
+  double open_ms = 0;               // the last open (after a crash: the recovery)
 
   void open() {
+    const auto started = std::chrono::steady_clock::now();
     auto opened = Store::open(data_directory, replayable_store_options(process));
+    open_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
     store = std::move(*opened);
   }
@@ -116,6 +121,7 @@ struct Fixture {
         }
         for (const Message& message : read->messages) {
           EXPECT_TRUE(result.emplace(Position{partition, message.offset}, message.payload).second) << "read twice";
+          ++messages_read;
         }
         if (read->next_offset >= read->high_watermark) break;
         next = read->next_offset;
@@ -176,7 +182,10 @@ void run_steps(const char* name, const Action& action, std::uint64_t default_see
       fixture.disk->simulate_power_loss(seed * 7919 + k, mode);
       fixture.process = std::make_shared<ProcessFileSystem>(fixture.disk);
       ASSERT_NO_FATAL_FAILURE(fixture.open());
+      figures.add_recovery(fixture.open_ms);
+      ++figures.cycles;
       ASSERT_NO_FATAL_FAILURE(action.check(fixture, *fixture.store, succeeded));
+      figures.messages_checked += fixture.messages_read;
       auto verified = fixture.store->verify();
       ASSERT_TRUE(verified.is_ok());
       EXPECT_TRUE(verified->clean()) << verified->problems.front();
