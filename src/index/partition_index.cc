@@ -157,9 +157,19 @@ bool PartitionIndex::drain_locked() {
     index_batch_locked(queued.segment_base, queued.position, draining_bytes_.data() + queued.begin, queued.header);
   }
   draining_.clear();
+  // Under steady load the two buffers take turns at their working size: freeing one after
+  // each drain would make the publisher grow the next from nothing, copying and faulting in
+  // the pages again (measured: about 5% of the CPU of publishing 100 B messages). A buffer
+  // larger than the wake size that many drains in a row used less than a quarter of (a burst
+  // that has passed) is freed; the queue's bound (index_queue_bytes_max) bounds the rest.
+  const std::size_t drained_bytes = draining_bytes_.size();
   draining_bytes_.clear();
-  // A burst (the queue grew towards its maximum) does not keep its buffer for good.
-  if (draining_bytes_.capacity() > 4 * limits::index_queue_wake_bytes) std::string().swap(draining_bytes_);
+  if (draining_bytes_.capacity() <= 4 * limits::index_queue_wake_bytes || drained_bytes * 4 >= draining_bytes_.capacity()) {
+    small_drains_ = 0;
+  } else if (++small_drains_ >= small_drains_before_shrink) {
+    std::string().swap(draining_bytes_);
+    small_drains_ = 0;
+  }
   return true;
 }
 

@@ -179,6 +179,10 @@ class PartitionIndex final : public log::LogObserver,
   bool drain_scheduled_ = false;     // guarded by queue_mutex_: a run_background_job is pending or running
   std::vector<QueuedBatch> draining_;  // the batches being indexed, under mutex_ (capacity reused)
   std::string draining_bytes_;
+  // Consecutive drains that used under a quarter of a large draining_bytes_ (under mutex_);
+  // at small_drains_before_shrink the buffer is freed.
+  std::uint32_t small_drains_ = 0;
+  static constexpr std::uint32_t small_drains_before_shrink = 32;
 
   // Sealed segments whose index files are still to be written (under mutex_; taken off it
   // only under rebuild_mutex_ as well), oldest first, at most limits::index_pending_seals_max.

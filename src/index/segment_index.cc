@@ -229,21 +229,28 @@ void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
   insert(term, slot_index(term), posting);
 }
 
+void SegmentIndexBuilder::append_entry(const Entry& entry) {
+  MS_ASSERT(entry_count_ < no_entry);
+  const std::uint32_t chunk = entry_count_ >> entry_chunk_bits;
+  if (chunk == entry_chunks_.size()) entry_chunks_.push_back(std::make_unique_for_overwrite<Entry[]>(entry_chunk_size));
+  entry_chunks_[chunk][entry_count_ & (entry_chunk_size - 1)] = entry;
+  ++entry_count_;
+}
+
 void SegmentIndexBuilder::insert(std::uint64_t term, std::size_t index, Posting posting) {
-  MS_ASSERT(entries_.size() < no_entry);
   const std::size_t mask = slots_.size() - 1;
   while (slots_[index].count != 0 && slots_[index].term != term) index = (index + 1) & mask;
   Slot& slot = slots_[index];
-  const auto entry = static_cast<std::uint32_t>(entries_.size());
+  const std::uint32_t added = entry_count_;
   if (slot.count == 0) {
-    slot = Slot{term, static_cast<std::uint32_t>(term_count_++), entry, 1, posting.relative_offset};
-    entries_.push_back({posting, no_entry, slot.id});
+    slot = Slot{term, static_cast<std::uint32_t>(term_count_++), added, 1, posting.relative_offset};
+    append_entry({posting, no_entry, slot.id});
     return;
   }
   // A message naming one term twice (a repeated header) is one posting.
   if (slot.last_relative_offset == posting.relative_offset) return;
-  entries_.push_back({posting, slot.head, slot.id});
-  slot.head = entry;
+  append_entry({posting, slot.head, slot.id});
+  slot.head = added;
   slot.last_relative_offset = posting.relative_offset;
   ++slot.count;
 }
@@ -301,14 +308,14 @@ void SegmentIndexBuilder::postings(std::uint64_t term, std::vector<Posting>& out
   const std::size_t start = out.size();
   out.resize(start + slot->count);
   std::size_t at = out.size();
-  for (std::uint32_t entry = slot->head; entry != no_entry; entry = entries_[entry].previous) {
-    out[--at] = entries_[entry].posting;
+  for (std::uint32_t index = slot->head; index != no_entry; index = entry(index).previous) {
+    out[--at] = entry(index).posting;
   }
   MS_ASSERT(at == start);
 }
 
 void SegmentIndexBuilder::clear() {
-  entries_.clear();
+  entry_count_ = 0;
   if (term_count_ != 0) std::fill(slots_.begin(), slots_.end(), Slot{});
   term_count_ = 0;
 }
@@ -328,7 +335,7 @@ std::string SegmentIndexBuilder::encode(const std::vector<const SegmentIndexBuil
   for (const SegmentIndexBuilder* part : parts) slot_total += part->term_count_;
   part_terms.reserve(slot_total);
   for (std::uint32_t part = 0; part < parts.size(); ++part) {
-    posting_total += parts[part]->entries_.size();
+    posting_total += parts[part]->entry_count_;
     for (const Slot& slot : parts[part]->slots_) {
       if (slot.count != 0) part_terms.push_back({slot.term, part, slot.id, slot.count});
     }
@@ -375,10 +382,15 @@ std::string SegmentIndexBuilder::encode(const std::vector<const SegmentIndexBuil
   // One pass over the entries of each part, in offset order, fills every run ascending.
   for (std::size_t part = 0; part < parts.size(); ++part) {
     std::vector<std::uint32_t>& cursor = run_cursor[part];
-    for (const Entry& entry : parts[part]->entries_) {
-      char* out = postings_area + std::size_t{cursor[entry.term_id]++} * format::posting_bytes;
-      base::store_u32(out, entry.posting.relative_offset);
-      base::store_u32(out + 4, entry.posting.position);
+    const SegmentIndexBuilder& builder = *parts[part];
+    for (std::uint32_t first = 0; first < builder.entry_count_; first += entry_chunk_size) {
+      const Entry* chunk = builder.entry_chunks_[first >> entry_chunk_bits].get();
+      const std::uint32_t count = std::min(entry_chunk_size, builder.entry_count_ - first);
+      for (const Entry* entry = chunk; entry != chunk + count; ++entry) {
+        char* out = postings_area + std::size_t{cursor[entry->term_id]++} * format::posting_bytes;
+        base::store_u32(out, entry->posting.relative_offset);
+        base::store_u32(out + 4, entry->posting.position);
+      }
     }
   }
   for (std::uint32_t index = 0; index < term_count; ++index) {

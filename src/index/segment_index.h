@@ -56,9 +56,10 @@ std::optional<Offset> parse_index_file_name(const std::string& name);
 
 // The index of the active segment, filled on the append path. Flat and allocation-free in
 // the steady state (capacity is kept across clear()): per posting one probe of an
-// open-addressing table keyed by the term hash and one entry appended to a vector; the
-// entries of a term are chained newest first for lookups, and encode() lays them out as
-// the file's runs with one sequential pass (a counting sort), not by walking the chains.
+// open-addressing table keyed by the term hash and one entry appended to a chunked array
+// (growing never copies the entries already there); the entries of a term are chained
+// newest first for lookups, and encode() lays them out as the file's runs with one
+// sequential pass (a counting sort), not by walking the chains.
 class SegmentIndexBuilder {
  public:
   // Decodes a checked batch at `position` of a segment based at `base_offset` and adds the
@@ -72,7 +73,7 @@ class SegmentIndexBuilder {
   void postings(std::uint64_t term, std::vector<Posting>& out) const;
   // Forgets every term; keeps the memory for the next segment.
   void clear();
-  std::size_t posting_count() const { return entries_.size(); }
+  std::size_t posting_count() const { return entry_count_; }
   std::size_t term_count() const { return term_count_; }
 
   // The file image of `parts` (consecutive offset ranges, oldest first) as one index.
@@ -109,8 +110,17 @@ class SegmentIndexBuilder {
   // Adds pending_ in order, prefetching slots a few terms ahead: with many distinct terms
   // (keys) most probes miss the cache, and this lets the misses overlap.
   void add_pending();
+  // The entries, in fixed-size chunks: a segment of 100 B messages holds millions, and a
+  // doubling vector would copy them all on each growth and fault in the new pages twice.
+  static constexpr std::uint32_t entry_chunk_bits = 14;  // 16,384 entries (256 KiB) per chunk
+  static constexpr std::uint32_t entry_chunk_size = 1u << entry_chunk_bits;
+  const Entry& entry(std::uint32_t index) const {
+    return entry_chunks_[index >> entry_chunk_bits][index & (entry_chunk_size - 1)];
+  }
+  void append_entry(const Entry& entry);
   std::vector<PendingTerm> pending_;  // the terms of one batch (add_batch), reused
-  std::vector<Entry> entries_;
+  std::vector<std::unique_ptr<Entry[]>> entry_chunks_;  // kept across clear()
+  std::uint32_t entry_count_ = 0;
   std::vector<Slot> slots_;  // open addressing, linear probing, at most 3/4 full
   std::size_t term_count_ = 0;
 };

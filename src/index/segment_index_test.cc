@@ -60,6 +60,33 @@ TEST(SegmentIndexFile, RoundTripsAndFilters) {
   EXPECT_TRUE(none.empty());
 }
 
+// Past one chunk of entries (the builder stores them in chunks of 16,384), and again after
+// clear() reuses the chunks: the in-memory postings and the encoded file both hold exactly
+// what was added, in order.
+TEST(SegmentIndexFile, ManyChunksOfEntriesAndReuseAfterClear) {
+  Built built;
+  for (int round = 0; round < 2; ++round) {
+    std::mt19937_64 random(11 + round);
+    built.builder.clear();
+    built.expected.clear();
+    build(built, random, 40'000 - 7'000 * round);  // 80,000 then 66,000 postings
+    EXPECT_EQ(built.builder.posting_count(), round == 0 ? 80'000u : 66'000u);
+    const std::string image = SegmentIndexBuilder::encode({&built.builder}, 0, 1u << 30, 40'000, 0);
+    std::uint64_t bytes_read = 0;
+    auto file = SegmentIndexFile::open(memory_file(image), bytes_read);
+    ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+    EXPECT_EQ((*file)->header().posting_count, built.builder.posting_count());
+    for (const auto& [term, expected] : built.expected) {
+      std::vector<Posting> in_memory;
+      built.builder.postings(term, in_memory);
+      EXPECT_EQ(pairs(in_memory), pairs(expected));
+      std::vector<Posting> from_file;
+      ASSERT_TRUE((*file)->postings(term, from_file, bytes_read).is_ok());
+      EXPECT_EQ(pairs(from_file), pairs(expected));
+    }
+  }
+}
+
 TEST(SegmentIndexFile, TwoPartsMergeInOffsetOrder) {
   SegmentIndexBuilder older;
   SegmentIndexBuilder newer;
