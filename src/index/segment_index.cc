@@ -232,8 +232,11 @@ void SegmentIndexBuilder::add(std::uint64_t term, Posting posting) {
 void SegmentIndexBuilder::append_entry(const Entry& entry) {
   MS_ASSERT(entry_count_ < no_entry);
   const std::uint32_t chunk = entry_count_ >> entry_chunk_bits;
-  if (chunk == entry_chunks_.size()) entry_chunks_.push_back(std::make_unique_for_overwrite<Entry[]>(entry_chunk_size));
-  entry_chunks_[chunk][entry_count_ & (entry_chunk_size - 1)] = entry;
+  if (chunk == entry_chunks_.size()) {
+    entry_chunks_.emplace_back();
+    if (chunk > 0) entry_chunks_.back().reserve(entry_chunk_size);
+  }
+  entry_chunks_[chunk].push_back(entry);
   ++entry_count_;
 }
 
@@ -315,6 +318,7 @@ void SegmentIndexBuilder::postings(std::uint64_t term, std::vector<Posting>& out
 }
 
 void SegmentIndexBuilder::clear() {
+  for (std::vector<Entry>& chunk : entry_chunks_) chunk.clear();
   entry_count_ = 0;
   if (term_count_ != 0) std::fill(slots_.begin(), slots_.end(), Slot{});
   term_count_ = 0;
@@ -384,12 +388,10 @@ std::string SegmentIndexBuilder::encode(const std::vector<const SegmentIndexBuil
     std::vector<std::uint32_t>& cursor = run_cursor[part];
     const SegmentIndexBuilder& builder = *parts[part];
     for (std::uint32_t first = 0; first < builder.entry_count_; first += entry_chunk_size) {
-      const Entry* chunk = builder.entry_chunks_[first >> entry_chunk_bits].get();
-      const std::uint32_t count = std::min(entry_chunk_size, builder.entry_count_ - first);
-      for (const Entry* entry = chunk; entry != chunk + count; ++entry) {
-        char* out = postings_area + std::size_t{cursor[entry->term_id]++} * format::posting_bytes;
-        base::store_u32(out, entry->posting.relative_offset);
-        base::store_u32(out + 4, entry->posting.position);
+      for (const Entry& entry : builder.entry_chunks_[first >> entry_chunk_bits]) {
+        char* out = postings_area + std::size_t{cursor[entry.term_id]++} * format::posting_bytes;
+        base::store_u32(out, entry.posting.relative_offset);
+        base::store_u32(out + 4, entry.posting.position);
       }
     }
   }

@@ -110,8 +110,10 @@ class SegmentIndexBuilder {
   // Adds pending_ in order, prefetching slots a few terms ahead: with many distinct terms
   // (keys) most probes miss the cache, and this lets the misses overlap.
   void add_pending();
-  // The entries, in fixed-size chunks: a segment of 100 B messages holds millions, and a
-  // doubling vector would copy them all on each growth and fault in the new pages twice.
+  // The entries, in chunks of entry_chunk_size: a segment of 100 B messages holds millions,
+  // and one doubling vector would copy them all on each growth and fault in the new pages
+  // twice. The first chunk grows as a vector does (small indexes stay small); the others are
+  // allocated whole. Every chunk's capacity is kept across clear().
   static constexpr std::uint32_t entry_chunk_bits = 14;  // 16,384 entries (256 KiB) per chunk
   static constexpr std::uint32_t entry_chunk_size = 1u << entry_chunk_bits;
   const Entry& entry(std::uint32_t index) const {
@@ -119,7 +121,7 @@ class SegmentIndexBuilder {
   }
   void append_entry(const Entry& entry);
   std::vector<PendingTerm> pending_;  // the terms of one batch (add_batch), reused
-  std::vector<std::unique_ptr<Entry[]>> entry_chunks_;  // kept across clear()
+  std::vector<std::vector<Entry>> entry_chunks_;
   std::uint32_t entry_count_ = 0;
   std::vector<Slot> slots_;  // open addressing, linear probing, at most 3/4 full
   std::size_t term_count_ = 0;
