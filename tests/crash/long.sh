@@ -36,12 +36,17 @@ for test in "${tests[@]}"; do
   fi
 done
 
+# Stopping the script stops the tests it started (xargs would carry on otherwise). The tests
+# run in the background so that the trap runs at once (bash holds traps until a foreground
+# command ends).
+trap 'trap - INT TERM; kill 0' INT TERM
 echo "crash suite: CRASH_SEEDS=$seeds, $jobs at a time, logs in $log_dir"
 started=$(date +%s)
 export CRASH_SEEDS="$seeds"
 printf '%s\n' "${tests[@]}" | xargs -P "$jobs" -I{} sh -c \
   'start=$(date +%s); if "$0/{}" > "$1/{}.log" 2>&1; then r=passed; else r=FAILED; fi; echo "  {}: $r in $(( $(date +%s) - start )) s"' \
-  "$binaries" "$log_dir"
+  "$binaries" "$log_dir" &
+wait $!
 
 echo
 grep -h '^CRASH-FIGURES' "$log_dir"/*.log | sed 's/^CRASH-FIGURES //' | column -t || true
