@@ -25,6 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-3600}"
 parallel="${FUZZ_PARALLEL:-2}"
+# Stopping the script (Ctrl-C, SIGTERM) stops every watcher and fuzzer it started (during the
+# build, once the build step returns); the waits below are interruptible.
+trap 'trap - INT TERM; kill 0' INT TERM
 niceness="${FUZZ_NICE:-10}"
 budget="${FUZZ_BUDGET:-wall}"
 input_timeout="${FUZZ_TIMEOUT:-10}"
