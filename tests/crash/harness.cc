@@ -339,8 +339,12 @@ StoreOptions replayable_store_options(std::shared_ptr<FileSystem> file_system) {
 
 Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, std::shared_ptr<FileSystem> file_system,
                                           double& milliseconds) {
+  return open_timed(directory, StoreOptions{.file_system = std::move(file_system), .background_maintenance = false}, milliseconds);
+}
+
+Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, StoreOptions options, double& milliseconds) {
   const auto started = std::chrono::steady_clock::now();
-  auto store = Store::open(directory, StoreOptions{.file_system = std::move(file_system), .background_maintenance = false});
+  auto store = Store::open(directory, std::move(options));
   milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return store;
 }

@@ -167,5 +167,7 @@ StoreOptions replayable_store_options(std::shared_ptr<FileSystem> file_system);
 // Opens a store on `file_system` with background maintenance off, timing the open.
 Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, std::shared_ptr<FileSystem> file_system,
                                           double& milliseconds);
+// The same with the caller's options (replayable_store_options, for instance).
+Result<std::unique_ptr<Store>> open_timed(const std::filesystem::path& directory, StoreOptions options, double& milliseconds);
 
 }  // namespace msgstore::crash

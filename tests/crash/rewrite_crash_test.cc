@@ -14,7 +14,6 @@
 //   * verify is clean, and a second compaction or erase on the recovered store completes.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <map>
 #include <set>
 
@@ -47,9 +46,7 @@ struct Fixture {
   double open_ms = 0;               // the last open (after a crash: the recovery)
 
   void open() {
-    const auto started = std::chrono::steady_clock::now();
-    auto opened = Store::open(data_directory, replayable_store_options(process));
-    open_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    auto opened = open_timed(data_directory, replayable_store_options(process), open_ms);
     ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
     store = std::move(*opened);
   }
